@@ -1,0 +1,187 @@
+//! The fixed sample report that `testdata/host-report.golden.json` pins, field for field.
+
+use crate::{
+    AuditEntry, BackupEntry, ControlEnvelope, GuestReport, GuestSpec, GuestStatus, HostInfo,
+    HostReport, PbsSnapshot, RestoreTest, ServiceState, StorageTarget, Timestamp, SCHEMA_VERSION,
+};
+
+const GIB: u64 = 1024 * 1024 * 1024;
+const MIB: u64 = 1024 * 1024;
+
+/// A fully populated report: every field and every optional part present somewhere (one guest
+/// with spec and description, one without either, one of unknown status; one backup with notes,
+/// one without; one element in each reserved collection), with fixed values.
+///
+/// Serialized pretty, it is `testdata/host-report.golden.json`; changing it is changing the
+/// contract the hub team codes against.
+pub fn sample_host_report() -> HostReport {
+    HostReport {
+        schema_version: SCHEMA_VERSION,
+        host_id: "pve-01".into(),
+        agent_version: "0.1.0".into(),
+        collected_at: ts("2026-11-23T10:00:00Z"),
+        host: HostInfo {
+            node: "pve".into(),
+            pve_version: "9.0.3".into(),
+            kernel: "6.14.8-2-pve".into(),
+            uptime_seconds: 20_391,
+            cpu_usage: 0.125,
+            cpu_count: 16,
+            load_average: [0.5, 0.75, 1.25],
+            memory_total_bytes: 64 * GIB,
+            memory_used_bytes: 12 * GIB,
+            rootfs_total_bytes: 100 * GIB,
+            rootfs_used_bytes: 20 * GIB,
+        },
+        guests: vec![
+            GuestReport {
+                vmid: 100,
+                name: "web".into(),
+                status: GuestStatus::Running,
+                spec: Some(GuestSpec {
+                    cores: 2,
+                    memory_bytes: 2 * GIB,
+                    swap_bytes: 512 * MIB,
+                    disk_bytes: 8 * GIB,
+                }),
+                description: Some("customer web".into()),
+            },
+            GuestReport {
+                vmid: 101,
+                name: "db".into(),
+                status: GuestStatus::Stopped,
+                spec: None,
+                description: None,
+            },
+            GuestReport {
+                vmid: 102,
+                name: "".into(),
+                status: GuestStatus::Unknown,
+                spec: None,
+                description: None,
+            },
+        ],
+        cloudflared: ServiceState::Active,
+        storage_targets: vec![
+            StorageTarget {
+                id: "local".into(),
+                storage_type: "dir".into(),
+                content: vec!["backup".into(), "iso".into(), "vztmpl".into()],
+                total_bytes: 100 * GIB,
+                used_bytes: 20 * GIB,
+                avail_bytes: 80 * GIB,
+                active: true,
+            },
+            StorageTarget {
+                id: "local-lvm".into(),
+                storage_type: "lvmthin".into(),
+                content: vec!["images".into(), "rootdir".into()],
+                total_bytes: 400 * GIB,
+                used_bytes: 50 * GIB,
+                avail_bytes: 350 * GIB,
+                active: true,
+            },
+        ],
+        backups: vec![
+            BackupEntry {
+                volid: "local:backup/vzdump-lxc-100-2026_11_22-03_00_00.tar.zst".into(),
+                vmid: 100,
+                ctime: 1_795_316_400,
+                size_bytes: 734_003_200,
+                format: "tar.zst".into(),
+                protected: true,
+                notes: Some("before upgrade".into()),
+            },
+            BackupEntry {
+                volid: "local:backup/vzdump-lxc-101-2026_11_22-03_05_00.tar.zst".into(),
+                vmid: 101,
+                ctime: 1_795_316_700,
+                size_bytes: 1_258_291_200,
+                format: "tar.zst".into(),
+                protected: false,
+                notes: None,
+            },
+        ],
+        restore_tests: vec![RestoreTest {
+            volid: "local:backup/vzdump-lxc-100-2026_11_22-03_00_00.tar.zst".into(),
+            vmid: 100,
+            tested_at: ts("2026-11-22T04:00:00Z"),
+            ok: true,
+            detail: "restored to 9100, started, stopped, destroyed".into(),
+        }],
+        pbs_snapshots: vec![PbsSnapshot {
+            volid: "pbs:backup/ct/100/2026-11-22T03:00:00Z".into(),
+            vmid: 100,
+            backup_time: 1_795_316_400,
+            size_bytes: 512 * MIB,
+            verified: true,
+        }],
+        audit_tail: vec![
+            AuditEntry {
+                at: ts("2026-11-23T09:59:00Z"),
+                action: "destroy_guest".into(),
+                vmid: Some(101),
+                decision: "allowed".into(),
+                key_id: Some("ops-anna".into()),
+            },
+            AuditEntry {
+                at: ts("2026-11-23T09:59:30Z"),
+                action: "rotate_keys".into(),
+                vmid: None,
+                decision: "pending_signature".into(),
+                key_id: None,
+            },
+        ],
+    }
+}
+
+/// A fixed envelope with every field set, for examples and simulators.
+pub fn sample_control_envelope() -> ControlEnvelope {
+    ControlEnvelope {
+        poll_interval_seconds: Some(300),
+        blocked: false,
+        desired_generation: 3,
+        has_signed_ops: false,
+    }
+}
+
+fn ts(s: &str) -> Timestamp {
+    // The literals above are valid; a typo is caught by the golden tests on the first run.
+    Timestamp::parse(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_exercises_every_optional_part() {
+        let r = sample_host_report();
+        assert!(r.guests.iter().any(|g| g.spec.is_some()));
+        assert!(r.guests.iter().any(|g| g.spec.is_none()));
+        assert!(r.guests.iter().any(|g| g.description.is_some()));
+        assert!(r.guests.iter().any(|g| g.description.is_none()));
+        assert!(r.backups.iter().any(|b| b.notes.is_some()));
+        assert!(r.backups.iter().any(|b| b.notes.is_none()));
+        assert!(!r.storage_targets.is_empty());
+        assert!(!r.restore_tests.is_empty());
+        assert!(!r.pbs_snapshots.is_empty());
+        assert!(r.audit_tail.iter().any(|a| a.vmid.is_none()));
+        assert!(r.audit_tail.iter().any(|a| a.key_id.is_some()));
+        // The fixed ctime matches the volid's date (UTC).
+        assert_eq!(
+            Timestamp::from_unix_seconds(r.backups[0].ctime).as_str(),
+            "2026-11-22T03:00:00Z"
+        );
+    }
+
+    #[test]
+    fn the_sample_round_trips_through_json() {
+        let r = sample_host_report();
+        let json = serde_json::to_string_pretty(&r).unwrap();
+        assert_eq!(serde_json::from_str::<HostReport>(&json).unwrap(), r);
+        let e = sample_control_envelope();
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<ControlEnvelope>(&json).unwrap(), e);
+    }
+}

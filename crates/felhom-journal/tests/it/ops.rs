@@ -1,0 +1,276 @@
+//! The op journal and idempotency store: lifecycle, reopen, keys, compaction, faults.
+
+use std::sync::Arc;
+
+use felhom_journal::{FaultyFs, JournalError, KeyState, OpError, OpId, OpJournal, OpState, RealFs};
+
+fn journal(dir: &tempfile::TempDir) -> OpJournal {
+    let (j, torn) = OpJournal::open(dir.path().join("ops.log")).unwrap();
+    assert!(torn.is_none());
+    j
+}
+
+#[test]
+fn lifecycle_and_latest_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = journal(&dir);
+    let id = j
+        .started(Some(105), "destroy_guest", Some("job-1".into()), 1000)
+        .unwrap();
+    let e = j.get(&id).unwrap();
+    assert_eq!(
+        (e.vmid, e.action.as_str(), e.state.clone(), e.at),
+        (Some(105), "destroy_guest", OpState::Started, 1000)
+    );
+    assert_eq!(j.in_flight().len(), 1);
+    assert_eq!(j.key_state("job-1"), KeyState::InFlight(id.clone()));
+
+    j.task_running(&id, "UPID:pve:0001:destroy", 1001).unwrap();
+    assert_eq!(
+        j.get(&id).unwrap().state,
+        OpState::TaskRunning {
+            upid: "UPID:pve:0001:destroy".into()
+        }
+    );
+    assert!(!j.already_applied("job-1"));
+
+    j.succeeded(&id, 1005).unwrap();
+    assert!(j.in_flight().is_empty());
+    assert!(j.already_applied("job-1"));
+    assert_eq!(j.key_state("job-1"), KeyState::Applied(id.clone()));
+    assert_eq!(j.get(&id).unwrap().at, 1005);
+}
+
+#[test]
+fn in_flight_ops_survive_reopen_in_start_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c);
+    {
+        let mut j = journal(&dir);
+        a = j.started(Some(100), "start", None, 10).unwrap();
+        b = j.started(Some(101), "stop", None, 10).unwrap();
+        c = j.started(None, "host_check", None, 11).unwrap();
+        j.task_running(&a, "UPID:a", 12).unwrap();
+        j.failed(&b, "task error: locked", 13).unwrap();
+    }
+    let j = journal(&dir);
+    let inf = j.in_flight();
+    let ids: Vec<_> = inf.iter().map(|e| e.op_id.clone()).collect();
+    assert_eq!(ids, vec![a.clone(), c.clone()]);
+    assert_eq!(
+        inf[0].state,
+        OpState::TaskRunning {
+            upid: "UPID:a".into()
+        }
+    );
+    assert_eq!((inf[0].vmid, inf[0].action.as_str()), (Some(100), "start"));
+    assert_eq!(inf[1].vmid, None);
+    assert_eq!(
+        j.get(&b).unwrap().state,
+        OpState::Failed {
+            error: "task error: locked".into()
+        }
+    );
+    assert_eq!(j.len(), 3);
+}
+
+#[test]
+fn idempotency_survives_reopen_and_a_failed_key_is_not_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, running);
+    {
+        let mut j = journal(&dir);
+        ok = j
+            .started(Some(1), "restore", Some("k-ok".into()), 1)
+            .unwrap();
+        j.succeeded(&ok, 2).unwrap();
+        let bad = j
+            .started(Some(1), "restore", Some("k-bad".into()), 3)
+            .unwrap();
+        j.failed(&bad, "boom", 4).unwrap();
+        running = j
+            .started(Some(2), "destroy_guest", Some("k-run".into()), 5)
+            .unwrap();
+    }
+    let mut j = journal(&dir);
+    assert!(j.already_applied("k-ok"));
+    assert!(!j.already_applied("k-bad"));
+    assert!(!j.already_applied("k-run"));
+    assert!(!j.already_applied("never"));
+    assert_eq!(j.key_state("k-bad"), KeyState::Unknown);
+    assert_eq!(j.key_state("k-run"), KeyState::InFlight(running.clone()));
+
+    // A duplicate of an applied or in-flight key is refused before anything is written.
+    match j.started(Some(1), "restore", Some("k-ok".into()), 6) {
+        Err(OpError::KeyInUse { key, state }) => {
+            assert_eq!((key.as_str(), state), ("k-ok", KeyState::Applied(ok)))
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = j
+        .started(Some(2), "destroy_guest", Some("k-run".into()), 6)
+        .unwrap_err();
+    assert!(e.to_string().contains("in flight"), "{e}");
+    assert_eq!(j.len(), 3);
+
+    // A failed key may run again, and then is applied.
+    let retry = j
+        .started(Some(1), "restore", Some("k-bad".into()), 7)
+        .unwrap();
+    j.succeeded(&retry, 8).unwrap();
+    drop(j);
+    assert!(journal(&dir).already_applied("k-bad"));
+}
+
+#[test]
+fn terminal_and_unknown_ops_refuse_transitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = journal(&dir);
+    let id = j.started(Some(1), "start", None, 1).unwrap();
+    j.failed(&id, "x", 2).unwrap();
+    let e = j.succeeded(&id, 3).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            OpError::Finished {
+                state: "failed",
+                to: "succeeded",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(j.task_running(&id, "UPID:x", 3).is_err());
+    let ghost = OpId::new("ghost").unwrap();
+    assert!(matches!(
+        j.succeeded(&ghost, 3),
+        Err(OpError::UnknownOp { .. })
+    ));
+    assert!(matches!(
+        j.task_running(&id, "", 3),
+        Err(OpError::Invalid { field: "upid", .. })
+    ));
+    assert!(matches!(
+        j.started(None, "", None, 3),
+        Err(OpError::Invalid {
+            field: "action",
+            ..
+        })
+    ));
+
+    // Caller-chosen ids are unique.
+    let mine = OpId::new("hub-job-7").unwrap();
+    j.started_with_id(mine.clone(), Some(1), "start", None, 4)
+        .unwrap();
+    assert!(matches!(
+        j.started_with_id(mine, Some(1), "start", None, 5),
+        Err(OpError::DuplicateOp { .. })
+    ));
+}
+
+#[test]
+fn generated_ids_stay_unique_across_reopen_at_the_same_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let mut j = journal(&dir);
+        for _ in 0..3 {
+            assert!(seen.insert(j.started(None, "noop", None, 42).unwrap()));
+        }
+    }
+    assert_eq!(journal(&dir).len(), 9);
+}
+
+#[test]
+fn compaction_keeps_the_latest_record_per_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ops.log");
+    let mut j = journal(&dir);
+    let a = j.started(Some(1), "start", Some("ka".into()), 1).unwrap();
+    j.task_running(&a, "UPID:a", 2).unwrap();
+    j.succeeded(&a, 3).unwrap();
+    let b = j.started(Some(2), "stop", None, 4).unwrap();
+    j.task_running(&b, "UPID:b", 5).unwrap();
+    let c = j.started(Some(3), "stop", None, 6).unwrap();
+    j.failed(&c, "nope", 7).unwrap();
+    let before: Vec<_> = [&a, &b, &c].iter().map(|id| j.get(id).unwrap()).collect();
+
+    j.compact().unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+    let after: Vec<_> = [&a, &b, &c].iter().map(|id| j.get(id).unwrap()).collect();
+    assert_eq!(before, after);
+    j.succeeded(&b, 8).unwrap();
+    drop(j);
+
+    let mut j = journal(&dir);
+    assert!(j.already_applied("ka"));
+    assert!(j.in_flight().is_empty());
+    assert_eq!(j.get(&b).unwrap().state, OpState::Succeeded);
+
+    // Pruning forgets old finished ops, but never an applied key.
+    let d = j.started(Some(4), "start", None, 100).unwrap();
+    j.compact_pruning(50).unwrap();
+    assert!(j.get(&a).is_some(), "applied key kept");
+    assert!(j.get(&b).is_none() && j.get(&c).is_none());
+    assert!(j.get(&d).is_some(), "running op kept");
+    drop(j);
+    let j = journal(&dir);
+    assert!(j.already_applied("ka"));
+    assert_eq!(j.len(), 2);
+    assert_eq!(j.in_flight()[0].op_id, d);
+}
+
+#[test]
+fn a_torn_last_transition_leaves_the_op_in_its_previous_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ops.log");
+    let id;
+    {
+        let mut j = journal(&dir);
+        id = j
+            .started(Some(7), "destroy_guest", Some("k".into()), 1)
+            .unwrap();
+        j.succeeded(&id, 2).unwrap();
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+    let (j, torn) = OpJournal::open(&path).unwrap();
+    assert_eq!(torn.unwrap().line, 2);
+    assert_eq!(j.get(&id).unwrap().state, OpState::Started);
+    assert_eq!(j.key_state("k"), KeyState::InFlight(id));
+}
+
+#[test]
+fn a_failed_fsync_does_not_change_the_view_and_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultyFs::new(RealFs));
+    let (mut j, _) = OpJournal::open_with(dir.path().join("ops.log"), fs.clone()).unwrap();
+    let id = j.started(Some(1), "start", Some("k".into()), 1).unwrap();
+    fs.fail_sync(true);
+    let e = j.succeeded(&id, 2).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            OpError::Journal(JournalError::Io {
+                op: "sync_data",
+                ..
+            })
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        j.get(&id).unwrap().state,
+        OpState::Started,
+        "not acknowledged, not visible"
+    );
+    assert!(!j.already_applied("k"));
+    fs.fail_sync(false);
+    assert!(matches!(
+        j.succeeded(&id, 3),
+        Err(OpError::Journal(JournalError::Poisoned { .. }))
+    ));
+    assert!(matches!(
+        j.started(None, "x", None, 3),
+        Err(OpError::Journal(JournalError::Poisoned { .. }))
+    ));
+}
