@@ -1,0 +1,3 @@
+//! Integration tests for felhom-reconcile: one binary, one module per scenario.
+
+mod pipeline;
