@@ -1,0 +1,715 @@
+//! The reconcile engine: one pass reads desired and actual state, plans, and executes every
+//! planned action as a queue job that passes the [`Gate`], is journaled, and waits for its task.
+//!
+//! A pass, in order:
+//! 1. desired state from a [`DesiredProvider`]; an error fails the pass before anything is read
+//!    or written ([`EngineError::Desired`]);
+//! 2. the guest list (`list_lxc`); an error fails the pass with zero mutations
+//!    ([`EngineError::ListGuests`]);
+//! 3. the config of each listed guest that is desired, with bounded concurrency; a guest whose
+//!    config cannot be read gets `config: None`, so the plan never writes it;
+//! 4. the pure [`plan`];
+//! 5. every action submitted to the [`Queue`] (the single choke point: the engine never calls a
+//!    mutating API outside a queue job); per guest in plan order, guests in parallel;
+//! 6. each job: cancelled? → not run; [`Gate`] → refused or allowed; journal `started`; the
+//!    request; `task_running(upid)` when PVE hands back a task; [`wait_task`]; `succeeded` or
+//!    `failed`. A synchronous `set_config` (`data: null`) is success at once, with no task.
+//!
+//! A failed action is counted in the [`PassSummary`], never fatal: other guests still converge,
+//! and the next pass re-plans from what PVE then reports. A guest's own actions are independent
+//! too (each is convergent on its own): a refused config write does not hold back its start.
+//!
+//! **Journal-less mode.** The journal is optional: a daemon whose journal cannot open keeps
+//! reconciling without it. That is only sound for actions that are convergent (re-running one
+//! after an unrecorded crash does no harm, because the next pass re-plans from actual state)
+//! and benign. Every action the planner produces today — start, stop, set config — is both;
+//! [`runs_without_journal`] is an exhaustive match, so a one-shot or signed action added later
+//! cannot run journal-less until someone decides it may.
+//!
+//! **Cancellation.** [`EngineOptions::cancel`] stops what has not started (the job reports
+//! "not run", nothing is journaled) and stops *waiting* on tasks. A PVE task keeps running
+//! server-side whatever we do, so a job cancelled while waiting leaves its op `task_running`
+//! in the journal and reports it as interrupted; startup [`recovery`](crate::recovery) closes
+//! it from the task's real outcome.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use felhom_journal::{OpError, OpId, OpJournal};
+use felhom_proxmox::{
+    wait_task, GuestSummary, LxcConfig, ProxmoxApi, ProxmoxError, SetConfigOutcome, Upid,
+    WaitOptions,
+};
+use futures::StreamExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::actual::{actual_guest, config_update};
+use crate::desired::{DesiredError, DesiredProvider, DesiredState};
+use crate::normalize::NormalizerRegistry;
+use crate::plan::{plan, Action, ActualGuest, Skip};
+use crate::queue::{JobError, JobHandle, Queue};
+
+/// The op journal as the engine and recovery share it with the rest of the daemon. Writes go
+/// through `spawn_blocking` (each one is an fsync), never on a runtime worker.
+pub type SharedJournal = Arc<Mutex<OpJournal>>;
+
+/// Guest configs read at once by default: enough to read a large host quickly, few enough not
+/// to crowd pveproxy's workers.
+pub const DEFAULT_READ_CONCURRENCY: usize = 8;
+
+/// Default longest wait on one task before the engine records it failed (it may still be
+/// running; the next pass re-plans from actual state).
+pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// The journal's name for an action (`start`, `stop`, `set_config`).
+pub fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::SetConfig { .. } => "set_config",
+        Action::Start { .. } => "start",
+        Action::Stop { .. } => "stop",
+    }
+}
+
+/// Whether `action` may run with no journal: only convergent, benign actions may (re-running
+/// one does no harm). The match is exhaustive on purpose: a new kind of action must be decided
+/// here before it compiles.
+pub fn runs_without_journal(action: &Action) -> bool {
+    match action {
+        // Convergent: the plan only proposes them while actual differs from desired, and the
+        // next pass re-reads actual state, so an unrecorded run cannot repeat harmfully.
+        Action::SetConfig { .. } | Action::Start { .. } | Action::Stop { .. } => true,
+    }
+}
+
+/// What the [`Gate`] says about one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GateDecision {
+    /// Execute it.
+    Allow,
+    /// Do not execute it; nothing is sent or journaled.
+    Refuse {
+        /// Why, for the summary and the log.
+        reason: String,
+    },
+}
+
+/// Every action passes the gate inside its queue job, right before it is journaled and sent:
+/// the seam where phase B's signature check goes (destructive actions need a verified,
+/// role-scoped, action-bound operator signature; benign ones pass unsigned).
+pub trait Gate: Send + Sync + 'static {
+    /// Decides on `action`.
+    fn decide(&self, action: &Action) -> impl Future<Output = GateDecision> + Send;
+}
+
+/// The gate of phase A: benign actions are allowed unsigned — the real rule, not a
+/// placeholder — and every action the planner can produce today is benign.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BenignGate;
+
+impl Gate for BenignGate {
+    fn decide(&self, action: &Action) -> impl Future<Output = GateDecision> + Send {
+        // Exhaustive: a destructive action added to `Action` must be classified here.
+        let decision = match action {
+            // Run state and sizes: reversible, no customer data destroyed or overwritten.
+            Action::SetConfig { .. } | Action::Start { .. } | Action::Stop { .. } => {
+                GateDecision::Allow
+            }
+        };
+        std::future::ready(decision)
+    }
+}
+
+/// Tuning and control of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Guest configs read at once.
+    pub read_concurrency: NonZeroUsize,
+    /// How tasks are waited on. Its `cancel` token is replaced by [`EngineOptions::cancel`].
+    pub wait: WaitOptions,
+    /// Stops jobs that have not started and waits that are under way (not PVE's tasks).
+    pub cancel: CancellationToken,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            read_concurrency: NonZeroUsize::new(DEFAULT_READ_CONCURRENCY)
+                .unwrap_or(NonZeroUsize::MIN),
+            wait: WaitOptions {
+                timeout: DEFAULT_TASK_TIMEOUT,
+                ..WaitOptions::default()
+            },
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// Why a pass did not run. Nothing was changed on the host in either case, and both are safe
+/// to retry: the next pass reads everything again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The desired state is unknown this pass (never read as "desire nothing").
+    #[error("reconcile pass: desired state unavailable, nothing changed: {0}")]
+    Desired(#[source] DesiredError),
+    /// The guest list could not be read, so actual state is unknown.
+    #[error("reconcile pass: cannot list guests on node {node}, nothing changed: {source}")]
+    ListGuests {
+        /// The node asked.
+        node: String,
+        /// The client's error.
+        #[source]
+        source: ProxmoxError,
+    },
+}
+
+/// A journal write that did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalWriteError {
+    /// The journal refused or failed the write; see [`OpError`] for whether the journal is
+    /// still usable (after a failed write or fsync it is poisoned: reopen it).
+    #[error(transparent)]
+    Op(#[from] OpError),
+    /// The blocking write task did not finish (it panicked or the runtime is shutting down);
+    /// whether the record reached the disk is unknown.
+    #[error("op journal: write task did not complete: {0}")]
+    Aborted(String),
+}
+
+/// Runs `write` on the journal off the async workers (it fsyncs) and returns its result.
+pub(crate) async fn journal_write<T, F>(
+    journal: &SharedJournal,
+    write: F,
+) -> Result<T, JournalWriteError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut OpJournal) -> Result<T, OpError> + Send + 'static,
+{
+    let journal = Arc::clone(journal);
+    let joined = tokio::task::spawn_blocking(move || {
+        // A panic while holding the lock cannot leave the journal half-updated: its index
+        // changes only after a record is on disk.
+        let mut journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
+        write(&mut journal)
+    })
+    .await;
+    match joined {
+        Ok(result) => result.map_err(JournalWriteError::Op),
+        Err(join) => Err(JournalWriteError::Aborted(join.to_string())),
+    }
+}
+
+/// Unix seconds for journal records: the caller's `now` at the start, advanced by tokio's
+/// clock (so tests under a paused clock see consistent times).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassClock {
+    base: u64,
+    started: Instant,
+}
+
+impl PassClock {
+    pub(crate) fn new(now: u64) -> Self {
+        Self {
+            base: now,
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        self.base.saturating_add(self.started.elapsed().as_secs())
+    }
+}
+
+/// One action's result, for the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionReport {
+    /// The guest.
+    pub vmid: u32,
+    /// The action's journal name (`start`, `stop`, `set_config`).
+    pub action: &'static str,
+    /// The error, the reason it did not run, the task left running, or the warnings.
+    pub detail: String,
+}
+
+/// A guest whose config could not be read this pass (so it was not written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestError {
+    /// The guest.
+    pub vmid: u32,
+    /// What the read failed with.
+    pub error: String,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PassSummary {
+    /// Guests in the desired state.
+    pub desired_guests: usize,
+    /// Guests PVE listed.
+    pub actual_guests: usize,
+    /// Desired guests whose config could not be read; their config was left alone.
+    pub config_errors: Vec<GuestError>,
+    /// Actions planned (each one submitted to the queue).
+    pub planned: usize,
+    /// Actions that succeeded (including those with warnings).
+    pub succeeded: usize,
+    /// Succeeded with `WARNINGS: n`; `detail` holds the warning lines.
+    pub warnings: Vec<ActionReport>,
+    /// Actions that failed: at the request, in the task, or unjournalable before sending.
+    pub failed: Vec<ActionReport>,
+    /// Cancelled while waiting on a task that may still be running; its op stays
+    /// `task_running` in the journal for startup recovery.
+    pub interrupted: Vec<ActionReport>,
+    /// Never sent to PVE: cancelled before it started, refused by the gate, or the queue was
+    /// closed.
+    pub not_run: Vec<ActionReport>,
+    /// What the plan left alone, and why.
+    pub skipped: Vec<Skip>,
+    /// Mutating requests sent to PVE (`start`, `stop`, `set_config`).
+    pub mutations: usize,
+    /// Journal writes that failed after the action was sent (logged; the action's own result
+    /// is still counted).
+    pub journal_errors: usize,
+}
+
+impl PassSummary {
+    /// Whether the pass sent no mutating request at all.
+    pub fn changed_nothing(&self) -> bool {
+        self.mutations == 0
+    }
+}
+
+impl fmt::Display for PassSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} desired, {} on host; planned {}: {} succeeded ({} with warnings), {} failed, \
+             {} interrupted, {} not run; {} skipped; {} mutating requests",
+            self.desired_guests,
+            self.actual_guests,
+            self.planned,
+            self.succeeded,
+            self.warnings.len(),
+            self.failed.len(),
+            self.interrupted.len(),
+            self.not_run.len(),
+            self.skipped.len(),
+            self.mutations,
+        )
+    }
+}
+
+/// How one job ended.
+#[derive(Debug)]
+enum Outcome {
+    Succeeded { warnings: Vec<String> },
+    Failed(String),
+    Interrupted(String),
+    NotRun(String),
+}
+
+#[derive(Debug)]
+struct JobReport {
+    outcome: Outcome,
+    journal_errors: usize,
+}
+
+/// The reconcile engine. Run one pass at a time ([`Engine::run_pass`] returns once every job it
+/// submitted has finished).
+pub struct Engine<A, G = BenignGate> {
+    api: Arc<A>,
+    queue: Queue,
+    journal: Option<SharedJournal>,
+    gate: Arc<G>,
+    normalizers: NormalizerRegistry,
+    options: EngineOptions,
+}
+
+impl<A, G> fmt::Debug for Engine<A, G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("queue", &self.queue)
+            .field("journal", &self.journal.is_some())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: ProxmoxApi + 'static> Engine<A, BenignGate> {
+    /// An engine acting on `api` through `queue` (shared with everything else that mutates),
+    /// journaling into `journal` (`None`: journal-less mode, see the module docs), with the
+    /// phase A gate, PVE's normalizers and default options.
+    pub fn new(api: Arc<A>, queue: Queue, journal: Option<SharedJournal>) -> Self {
+        Self {
+            api,
+            queue,
+            journal,
+            gate: Arc::new(BenignGate),
+            normalizers: NormalizerRegistry::pve(),
+            options: EngineOptions::default(),
+        }
+    }
+}
+
+impl<A: ProxmoxApi + 'static, G: Gate> Engine<A, G> {
+    /// The same engine behind another gate.
+    pub fn with_gate<H: Gate>(self, gate: H) -> Engine<A, H> {
+        Engine {
+            api: self.api,
+            queue: self.queue,
+            journal: self.journal,
+            gate: Arc::new(gate),
+            normalizers: self.normalizers,
+            options: self.options,
+        }
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: EngineOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Replaces the normalizers (the default is [`NormalizerRegistry::pve`]).
+    pub fn with_normalizers(mut self, normalizers: NormalizerRegistry) -> Self {
+        self.normalizers = normalizers;
+        self
+    }
+
+    /// The API the engine acts on.
+    pub fn api(&self) -> &A {
+        &self.api
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Runs one pass; `now` is the current time in unix seconds (for the journal).
+    ///
+    /// Fails only when desired or actual state cannot be read, and then changes nothing. Every
+    /// per-guest problem is counted in the summary instead.
+    pub async fn run_pass<P: DesiredProvider>(
+        &self,
+        provider: &P,
+        now: u64,
+    ) -> Result<PassSummary, EngineError> {
+        let clock = PassClock::new(now);
+        let desired = provider.desired().await.map_err(EngineError::Desired)?;
+        let listed = self
+            .api
+            .list_lxc()
+            .await
+            .map_err(|source| EngineError::ListGuests {
+                node: self.api.node().to_owned(),
+                source,
+            })?;
+        let (actual, config_errors) = self.read_actual(&desired, &listed).await;
+        let plan = plan(&desired, &actual, &self.normalizers);
+
+        let mut summary = PassSummary {
+            desired_guests: desired.len(),
+            actual_guests: listed.len(),
+            config_errors,
+            planned: plan.actions.len(),
+            skipped: plan.skipped,
+            ..PassSummary::default()
+        };
+        if desired.is_empty() {
+            tracing::info!(
+                guests = listed.len(),
+                "desired state is empty: no guest is managed, this pass changes nothing"
+            );
+        }
+
+        let mutations = Arc::new(AtomicUsize::new(0));
+        let mut pending: Vec<(u32, &'static str, Option<JobHandle<JobReport>>)> =
+            Vec::with_capacity(plan.actions.len());
+        for action in plan.actions {
+            let vmid = action.vmid();
+            let name = action_name(&action);
+            let job = Job {
+                api: Arc::clone(&self.api),
+                journal: self.journal.clone(),
+                gate: Arc::clone(&self.gate),
+                wait: WaitOptions {
+                    cancel: self.options.cancel.clone(),
+                    ..self.options.wait.clone()
+                },
+                clock,
+                mutations: Arc::clone(&mutations),
+            };
+            // A closed queue hands the job back unrun; it is reported as not run.
+            let handle = self.queue.submit(vmid, move || job.run(action)).ok();
+            if handle.is_none() {
+                tracing::warn!(
+                    vmid,
+                    action = name,
+                    "job queue closed: action not submitted"
+                );
+            }
+            pending.push((vmid, name, handle));
+        }
+
+        for (vmid, action, handle) in pending {
+            let report = |detail: String| ActionReport {
+                vmid,
+                action,
+                detail,
+            };
+            let result = match handle {
+                None => {
+                    summary
+                        .not_run
+                        .push(report("job queue is closed".to_owned()));
+                    continue;
+                }
+                Some(handle) => handle.await,
+            };
+            let job = match result {
+                Ok(job) => job,
+                Err(error @ JobError::Cancelled { .. }) => {
+                    summary.not_run.push(report(error.to_string()));
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(vmid, action, %error, "reconcile job ended without a result");
+                    summary.failed.push(report(error.to_string()));
+                    continue;
+                }
+            };
+            summary.journal_errors += job.journal_errors;
+            match job.outcome {
+                Outcome::Succeeded { warnings } => {
+                    summary.succeeded += 1;
+                    if !warnings.is_empty() {
+                        summary.warnings.push(report(warnings.join("; ")));
+                    }
+                }
+                Outcome::Failed(error) => summary.failed.push(report(error)),
+                Outcome::Interrupted(detail) => summary.interrupted.push(report(detail)),
+                Outcome::NotRun(reason) => summary.not_run.push(report(reason)),
+            }
+        }
+        summary.mutations = mutations.load(Ordering::SeqCst);
+        tracing::info!(%summary, "reconcile pass done");
+        Ok(summary)
+    }
+
+    /// The listed guests as the plan sees them, reading the config of each desired one (at
+    /// most `read_concurrency` at once). Configs of undesired guests are never needed: the
+    /// plan only compares config where a desired guest manages it.
+    async fn read_actual(
+        &self,
+        desired: &DesiredState,
+        listed: &[GuestSummary],
+    ) -> (Vec<ActualGuest>, Vec<GuestError>) {
+        let wanted: BTreeSet<u32> = listed
+            .iter()
+            .map(|guest| guest.vmid)
+            .filter(|vmid| desired.get(*vmid).is_some())
+            .collect();
+        let api = &*self.api;
+        let mut configs: HashMap<u32, LxcConfig> = HashMap::with_capacity(wanted.len());
+        let mut errors = Vec::new();
+        let mut reads = futures::stream::iter(wanted)
+            .map(|vmid| async move { (vmid, api.guest_config(vmid).await) })
+            .buffer_unordered(self.options.read_concurrency.get());
+        while let Some((vmid, read)) = reads.next().await {
+            match read {
+                Ok(config) => {
+                    configs.insert(vmid, config);
+                }
+                Err(error) => {
+                    tracing::warn!(vmid, %error, "cannot read guest config; it is not written this pass");
+                    errors.push(GuestError {
+                        vmid,
+                        error: error.to_string(),
+                    });
+                }
+            }
+        }
+        errors.sort_by_key(|error| error.vmid);
+        let actual = listed
+            .iter()
+            .map(|guest| actual_guest(guest, configs.get(&guest.vmid)))
+            .collect();
+        (actual, errors)
+    }
+}
+
+/// Everything one queue job needs, owned (jobs are `'static`).
+struct Job<A, G> {
+    api: Arc<A>,
+    journal: Option<SharedJournal>,
+    gate: Arc<G>,
+    wait: WaitOptions,
+    clock: PassClock,
+    mutations: Arc<AtomicUsize>,
+}
+
+impl<A: ProxmoxApi, G: Gate> Job<A, G> {
+    async fn run(self, action: Action) -> JobReport {
+        let mut journal_errors = 0;
+        let outcome = self.execute(&action, &mut journal_errors).await;
+        let vmid = action.vmid();
+        let name = action_name(&action);
+        match &outcome {
+            Outcome::Succeeded { warnings } if warnings.is_empty() => {
+                tracing::info!(vmid, action = name, "action succeeded");
+            }
+            Outcome::Succeeded { warnings } => {
+                tracing::warn!(
+                    vmid,
+                    action = name,
+                    ?warnings,
+                    "action succeeded with warnings"
+                );
+            }
+            Outcome::Failed(error) => tracing::warn!(vmid, action = name, %error, "action failed"),
+            Outcome::Interrupted(detail) => {
+                tracing::warn!(vmid, action = name, %detail, "stopped waiting on action");
+            }
+            Outcome::NotRun(reason) => {
+                tracing::info!(vmid, action = name, %reason, "action not run")
+            }
+        }
+        JobReport {
+            outcome,
+            journal_errors,
+        }
+    }
+
+    async fn execute(&self, action: &Action, journal_errors: &mut usize) -> Outcome {
+        let vmid = action.vmid();
+        let name = action_name(action);
+        if self.wait.cancel.is_cancelled() {
+            return Outcome::NotRun("cancelled before it started".to_owned());
+        }
+        if let GateDecision::Refuse { reason } = self.gate.decide(action).await {
+            return Outcome::NotRun(format!("refused by the gate: {reason}"));
+        }
+        let op = match &self.journal {
+            Some(journal) => {
+                let now = self.clock.now();
+                match journal_write(journal, move |j| j.started(Some(vmid), name, None, now)).await
+                {
+                    Ok(op) => Some(op),
+                    // Nothing sent: an op we could not record is not run.
+                    Err(error) => {
+                        return Outcome::Failed(format!(
+                            "not sent: cannot journal its start: {error}"
+                        ))
+                    }
+                }
+            }
+            None if runs_without_journal(action) => None,
+            None => {
+                return Outcome::NotRun("needs the op journal, which is unavailable".to_owned())
+            }
+        };
+
+        self.mutations.fetch_add(1, Ordering::SeqCst);
+        let sent = match action {
+            Action::Start { .. } => self.api.start(vmid).await.map(Some),
+            Action::Stop { .. } => self.api.stop(vmid).await.map(Some),
+            Action::SetConfig {
+                changes, digest, ..
+            } => {
+                let update = config_update(changes, digest.as_deref());
+                self.api
+                    .set_config(vmid, &update)
+                    .await
+                    .map(|outcome| match outcome {
+                        SetConfigOutcome::Applied => None,
+                        SetConfigOutcome::Task(upid) => Some(upid),
+                    })
+            }
+        };
+        let upid = match sent {
+            Err(error) => {
+                let error = error.to_string();
+                self.record_failed(op.as_ref(), &error, journal_errors)
+                    .await;
+                return Outcome::Failed(error);
+            }
+            // Applied synchronously: success, no task to wait on.
+            Ok(None) => {
+                self.record_succeeded(op.as_ref(), journal_errors).await;
+                return Outcome::Succeeded {
+                    warnings: Vec::new(),
+                };
+            }
+            Ok(Some(upid)) => upid,
+        };
+        self.record_task(op.as_ref(), &upid, journal_errors).await;
+        match wait_task(&*self.api, &upid, &self.wait).await {
+            Ok(done) => {
+                self.record_succeeded(op.as_ref(), journal_errors).await;
+                Outcome::Succeeded {
+                    warnings: done.warnings,
+                }
+            }
+            // The task runs on; the op stays task_running for recovery to close.
+            Err(error @ ProxmoxError::Cancelled { .. }) => Outcome::Interrupted(error.to_string()),
+            Err(error) => {
+                let error = error.to_string();
+                self.record_failed(op.as_ref(), &error, journal_errors)
+                    .await;
+                Outcome::Failed(error)
+            }
+        }
+    }
+
+    async fn record_task(&self, op: Option<&OpId>, upid: &Upid, errors: &mut usize) {
+        let upid = upid.to_string();
+        self.record(op, errors, move |j, op, now| j.task_running(op, &upid, now))
+            .await;
+    }
+
+    async fn record_succeeded(&self, op: Option<&OpId>, errors: &mut usize) {
+        self.record(op, errors, |j, op, now| j.succeeded(op, now))
+            .await;
+    }
+
+    async fn record_failed(&self, op: Option<&OpId>, error: &str, errors: &mut usize) {
+        let error = error.to_owned();
+        self.record(op, errors, move |j, op, now| j.failed(op, &error, now))
+            .await;
+    }
+
+    /// Records a transition of `op` after the request went out. A failure here cannot undo
+    /// what PVE did, so it is logged and counted, not fatal: the op stays in flight in the
+    /// journal and startup recovery closes it.
+    async fn record<F>(&self, op: Option<&OpId>, errors: &mut usize, write: F)
+    where
+        F: FnOnce(&mut OpJournal, &OpId, u64) -> Result<(), OpError> + Send + 'static,
+    {
+        let (Some(journal), Some(op)) = (&self.journal, op) else {
+            return;
+        };
+        let now = self.clock.now();
+        let op = op.clone();
+        let op_id = op.clone();
+        if let Err(error) = journal_write(journal, move |j| write(j, &op, now)).await {
+            *errors += 1;
+            tracing::error!(op_id = %op_id, %error, "cannot journal an op transition");
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fake;
+
+#[cfg(test)]
+mod tests;

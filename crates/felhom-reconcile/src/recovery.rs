@@ -1,0 +1,325 @@
+//! Startup recovery: before the daemon mutates anything, every op the journal still has in
+//! flight (what a crash or a shutdown interrupted) is resumed or closed.
+//!
+//! * An op with a task (`task_running(upid)`) is checked once with `task_status`: stopped → it
+//!   is closed from the exit status (`OK` and `WARNINGS: n` succeeded, anything else failed);
+//!   still running → waited on (bounded), then closed; a UPID the node no longer knows (400
+//!   `no such task`) → failed, "task unknown after restart".
+//! * An op that crashed before its request returned (`started`, no UPID) is closed as failed:
+//!   whether PVE acted is unknown, and the next reconcile pass re-plans it from actual state.
+//!
+//! Two cases stay in flight instead, reported as such: PVE could not be asked (transport
+//! failure: the next start tries again), and a *one-shot* op (one with an idempotency key)
+//! whose outcome is still unknown — closing it as failed would release its key and let a
+//! one-shot op run twice, so it waits for its task to end or for an operator.
+
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use felhom_journal::{OpEntry, OpId, OpState};
+use felhom_proxmox::{
+    wait_task, ProxmoxApi, ProxmoxError, TaskExit, TaskStatus, Upid, WaitOptions,
+};
+use futures::StreamExt;
+
+use crate::engine::{journal_write, JournalWriteError, PassClock, SharedJournal};
+
+/// Journal error text for an op interrupted before its request returned.
+pub const INTERRUPTED_BEFORE_REQUEST: &str =
+    "interrupted before the request returned; the next reconcile pass re-checks";
+
+/// Journal error text for a task the node does not know any more.
+pub const TASK_UNKNOWN: &str = "task unknown after restart";
+
+/// Default bound on waiting for a task still running at startup.
+pub const DEFAULT_RECOVERY_WAIT: Duration = Duration::from_secs(5 * 60);
+
+/// In-flight ops resolved at once (each may wait on its task).
+const RECOVERY_CONCURRENCY: usize = 8;
+
+/// How recovery waits on tasks still running.
+#[derive(Debug, Clone)]
+pub struct RecoveryOptions {
+    /// Wait options for tasks still running; `timeout` bounds each wait.
+    pub wait: WaitOptions,
+}
+
+impl Default for RecoveryOptions {
+    fn default() -> Self {
+        Self {
+            wait: WaitOptions {
+                timeout: DEFAULT_RECOVERY_WAIT,
+                ..WaitOptions::default()
+            },
+        }
+    }
+}
+
+/// How one in-flight op was resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Closed as succeeded.
+    Succeeded {
+        /// `OK` or `WARNINGS: n`.
+        exitstatus: String,
+    },
+    /// Closed as failed, with this journaled error.
+    Failed {
+        /// The error recorded.
+        error: String,
+    },
+    /// Left in flight (see the module docs for when).
+    LeftInFlight {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One in-flight op and what recovery did with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredOp {
+    /// The op.
+    pub op_id: OpId,
+    /// Its guest.
+    pub vmid: Option<u32>,
+    /// Its action.
+    pub action: String,
+    /// The outcome.
+    pub resolution: Resolution,
+}
+
+/// What recovery did, op by op, in the journal's start order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoverySummary {
+    /// Every op that was in flight.
+    pub ops: Vec<RecoveredOp>,
+}
+
+impl RecoverySummary {
+    /// Ops closed as succeeded.
+    pub fn succeeded(&self) -> usize {
+        self.count(|r| matches!(r, Resolution::Succeeded { .. }))
+    }
+
+    /// Ops closed as failed.
+    pub fn failed(&self) -> usize {
+        self.count(|r| matches!(r, Resolution::Failed { .. }))
+    }
+
+    /// Ops still in flight.
+    pub fn left_in_flight(&self) -> usize {
+        self.count(|r| matches!(r, Resolution::LeftInFlight { .. }))
+    }
+
+    fn count(&self, which: impl Fn(&Resolution) -> bool) -> usize {
+        self.ops.iter().filter(|op| which(&op.resolution)).count()
+    }
+}
+
+/// Recovery could not record what it found. The journal is then unusable for this run
+/// (a failed write poisons it): run journal-less, or retry after reopening it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoveryError {
+    /// Closing an op failed.
+    #[error("startup recovery: cannot close op {op_id} in the journal: {source}")]
+    Journal {
+        /// The op.
+        op_id: OpId,
+        /// The journal's error.
+        #[source]
+        source: JournalWriteError,
+    },
+}
+
+/// [`recover_with`] with default options (each running task waited on for at most
+/// [`DEFAULT_RECOVERY_WAIT`]).
+pub async fn recover<A: ProxmoxApi>(
+    api: &A,
+    journal: &SharedJournal,
+    now: u64,
+) -> Result<RecoverySummary, RecoveryError> {
+    recover_with(api, journal, now, &RecoveryOptions::default()).await
+}
+
+/// Resolves every in-flight op of `journal` against `api` (see the module docs); `now` is the
+/// current time in unix seconds. Ops are resolved concurrently, each recorded as soon as it is
+/// known, so a crash during recovery keeps what was done.
+pub async fn recover_with<A: ProxmoxApi>(
+    api: &A,
+    journal: &SharedJournal,
+    now: u64,
+    options: &RecoveryOptions,
+) -> Result<RecoverySummary, RecoveryError> {
+    let clock = PassClock::new(now);
+    // Reading the index does no I/O: no need to leave the async worker for it.
+    let in_flight = journal
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .in_flight();
+    if in_flight.is_empty() {
+        return Ok(RecoverySummary::default());
+    }
+    tracing::info!(
+        ops = in_flight.len(),
+        "startup recovery: resolving in-flight ops"
+    );
+    let mut results: Vec<(usize, Result<RecoveredOp, RecoveryError>)> =
+        futures::stream::iter(in_flight.into_iter().enumerate())
+            .map(|(index, entry)| async move {
+                (
+                    index,
+                    resolve_and_record(api, journal, clock, options, entry).await,
+                )
+            })
+            .buffer_unordered(RECOVERY_CONCURRENCY)
+            .collect()
+            .await;
+    results.sort_by_key(|(index, _)| *index);
+    let mut summary = RecoverySummary::default();
+    for (_, result) in results {
+        summary.ops.push(result?);
+    }
+    tracing::info!(
+        succeeded = summary.succeeded(),
+        failed = summary.failed(),
+        left_in_flight = summary.left_in_flight(),
+        "startup recovery done"
+    );
+    Ok(summary)
+}
+
+async fn resolve_and_record<A: ProxmoxApi>(
+    api: &A,
+    journal: &SharedJournal,
+    clock: PassClock,
+    options: &RecoveryOptions,
+    entry: OpEntry,
+) -> Result<RecoveredOp, RecoveryError> {
+    let resolution = resolve(api, options, &entry).await;
+    let op_id = entry.op_id.clone();
+    let now = clock.now();
+    let write = match &resolution {
+        Resolution::Succeeded { .. } => {
+            let op = op_id.clone();
+            Some(journal_write(journal, move |j| j.succeeded(&op, now)).await)
+        }
+        Resolution::Failed { error } => {
+            let (op, error) = (op_id.clone(), error.clone());
+            Some(journal_write(journal, move |j| j.failed(&op, &error, now)).await)
+        }
+        Resolution::LeftInFlight { .. } => None,
+    };
+    if let Some(Err(source)) = write {
+        return Err(RecoveryError::Journal { op_id, source });
+    }
+    match &resolution {
+        Resolution::LeftInFlight { reason } => {
+            tracing::warn!(op_id = %op_id, vmid = ?entry.vmid, action = %entry.action, %reason, "op left in flight");
+        }
+        other => {
+            tracing::info!(op_id = %op_id, vmid = ?entry.vmid, action = %entry.action, resolution = ?other, "op closed");
+        }
+    }
+    Ok(RecoveredOp {
+        op_id,
+        vmid: entry.vmid,
+        action: entry.action,
+        resolution,
+    })
+}
+
+/// What to do with one in-flight op; reads PVE, writes nothing.
+async fn resolve<A: ProxmoxApi>(api: &A, options: &RecoveryOptions, entry: &OpEntry) -> Resolution {
+    let one_shot = entry.idempotency_key.is_some();
+    let upid = match &entry.state {
+        OpState::Started => return interrupted_before_request(one_shot),
+        OpState::TaskRunning { upid } => upid,
+        // `in_flight` lists no terminal op; if one ever slipped through, leave it be.
+        OpState::Succeeded | OpState::Failed { .. } => {
+            return Resolution::LeftInFlight {
+                reason: format!("already {}", entry.state.name()),
+            }
+        }
+    };
+    let upid: Upid = match upid.parse() {
+        Ok(upid) => upid,
+        Err(error) => {
+            return Resolution::Failed {
+                error: format!("journaled task id {upid:?} is not a upid: {error}"),
+            }
+        }
+    };
+    match api.task_status(&upid).await {
+        Ok(status) => match judge_status(&upid, &status) {
+            Some(resolution) => resolution,
+            None => waited(api, options, &upid, one_shot).await,
+        },
+        Err(error) => judge_error(&upid, &error, one_shot),
+    }
+}
+
+/// Closes an op whose request may or may not have reached PVE.
+fn interrupted_before_request(one_shot: bool) -> Resolution {
+    if one_shot {
+        Resolution::LeftInFlight {
+            reason: "one-shot op interrupted before its request returned: it may have reached \
+                     pve; check the guest before releasing its key"
+                .to_owned(),
+        }
+    } else {
+        Resolution::Failed {
+            error: INTERRUPTED_BEFORE_REQUEST.to_owned(),
+        }
+    }
+}
+
+/// The resolution of a task status read once, or `None` while the task runs.
+fn judge_status(upid: &Upid, status: &TaskStatus) -> Option<Resolution> {
+    let exit = status.exit()?;
+    let exitstatus = status
+        .exitstatus
+        .clone()
+        .unwrap_or_else(|| "unexpected status".to_owned());
+    Some(match exit {
+        TaskExit::Ok | TaskExit::Warnings(_) => Resolution::Succeeded { exitstatus },
+        TaskExit::Failed(message) => Resolution::Failed {
+            error: format!("pve task {upid} failed: {message}"),
+        },
+    })
+}
+
+/// The resolution when PVE could not say how the task ended.
+fn judge_error(upid: &Upid, error: &ProxmoxError, one_shot: bool) -> Resolution {
+    match error {
+        ProxmoxError::Api(api) if api.is_no_such_task() => Resolution::Failed {
+            error: format!("{TASK_UNKNOWN}: pve has no task {upid}"),
+        },
+        ProxmoxError::Task(task) => Resolution::Failed {
+            error: task.to_string(),
+        },
+        ProxmoxError::WaitTimeout { .. } if !one_shot => Resolution::Failed {
+            error: format!("{error}; the next reconcile pass re-checks"),
+        },
+        _ => Resolution::LeftInFlight {
+            reason: format!("cannot learn how task {upid} ended: {error}"),
+        },
+    }
+}
+
+async fn waited<A: ProxmoxApi>(
+    api: &A,
+    options: &RecoveryOptions,
+    upid: &Upid,
+    one_shot: bool,
+) -> Resolution {
+    match wait_task(api, upid, &options.wait).await {
+        Ok(done) => Resolution::Succeeded {
+            exitstatus: done.exitstatus,
+        },
+        Err(error) => judge_error(upid, &error, one_shot),
+    }
+}
+
+#[cfg(test)]
+mod tests;
