@@ -23,12 +23,14 @@ fn malleated_ecdsa_signatures_are_valid_but_still_a_replay() {
 
         // On its own the malleated signature verifies: the bytes differ, the op is the same.
         verifier(signers.clone())
-            .verify(&v.blob, &malleated, NOW)
+            .verify(&v.blob, &malleated, VECTOR_NOW)
             .unwrap();
 
         let verifier = verifier(signers);
-        verifier.verify(&v.blob, &v.sig, NOW).unwrap();
-        let err = verifier.verify(&v.blob, &malleated, NOW).unwrap_err();
+        verifier.verify(&v.blob, &v.sig, VECTOR_NOW).unwrap();
+        let err = verifier
+            .verify(&v.blob, &malleated, VECTOR_NOW)
+            .unwrap_err();
         assert_eq!(
             err,
             AuthzError::Replay {
@@ -74,11 +76,11 @@ fn replay_is_refused_after_reopening_the_file_store() {
     {
         let store = FileNonceStore::open(&path).unwrap();
         let verifier = Verifier::new(signers.clone(), store, HOST).with_max_window(VECTOR_WINDOW);
-        verifier.verify(&v.blob, &v.sig, NOW).unwrap();
+        verifier.verify(&v.blob, &v.sig, VECTOR_NOW).unwrap();
     }
     let store = FileNonceStore::open(&path).unwrap();
     let verifier = Verifier::new(signers, store, HOST).with_max_window(VECTOR_WINDOW);
-    let err = verifier.verify(&v.blob, &v.sig, NOW).unwrap_err();
+    let err = verifier.verify(&v.blob, &v.sig, VECTOR_NOW).unwrap_err();
     assert!(
         matches!(
             err,
@@ -90,12 +92,14 @@ fn replay_is_refused_after_reopening_the_file_store() {
         "{err}"
     );
     assert!(matches!(
-        verifier.check(&v.blob, &v.sig, NOW),
+        verifier.check(&v.blob, &v.sig, VECTOR_NOW),
         Err(AuthzError::Replay { .. })
     ));
     // Other ops still run.
     let other = vector("ed25519-sha256", "ed25519");
-    verifier.verify(&other.blob, &other.sig, NOW).unwrap();
+    verifier
+        .verify(&other.blob, &other.sig, VECTOR_NOW)
+        .unwrap();
 }
 
 #[test]

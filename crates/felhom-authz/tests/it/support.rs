@@ -18,10 +18,13 @@ use ssh_key::{
 use time::macros::datetime;
 use time::OffsetDateTime;
 
-/// The injected clock for vector tests: inside the vectors' window (2025–2035).
+/// The injected clock for minted blobs (their window is 2026-06-01 11:55 … 12:10).
 pub const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
-/// The vectors' window is ten years; the default policy (7 days) would refuse it.
-pub const VECTOR_WINDOW: Duration = Duration::from_secs(3700 * 86_400);
+/// The injected clock for the committed ssh-keygen vectors: inside their 15-minute window
+/// (2026-11-23T10:00:00Z … 10:15:00Z).
+pub const VECTOR_NOW: OffsetDateTime = datetime!(2026-11-23 10:05 UTC);
+/// The vectors' window fits the default policy; tests still name it to make that explicit.
+pub const VECTOR_WINDOW: Duration = felhom_authz::DEFAULT_MAX_WINDOW;
 pub const HOST: &str = "pve-01";
 
 pub fn vectors_dir() -> PathBuf {

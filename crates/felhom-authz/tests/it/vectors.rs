@@ -2,8 +2,7 @@
 //! vectors refused at their stage, armor variants, and algorithm-policy bends of real signatures.
 
 use felhom_authz::{
-    AuthzError, BadSignatureReason, BlobError, Malformed, MemoryNonceStore, Role, Signer,
-    SignerError, Verifier,
+    AuthzError, BadSignatureReason, MemoryNonceStore, Role, Signer, SignerError, Verifier,
 };
 use ssh_key::HashAlg;
 
@@ -41,7 +40,7 @@ fn every_key_type_signed_by_ssh_keygen_is_accepted_and_matched_to_its_signer() {
     for (case, key, op, guest) in VALID {
         let v = vector(case, key);
         let verified = verifier
-            .verify(&v.blob, &v.sig, NOW)
+            .verify(&v.blob, &v.sig, VECTOR_NOW)
             .unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(verified.op, *op, "{case}");
         assert_eq!(verified.guest_id, *guest, "{case}");
@@ -61,7 +60,9 @@ fn every_key_type_signed_by_ssh_keygen_is_accepted_and_matched_to_its_signer() {
 #[test]
 fn params_are_returned_as_signed() {
     let v = vector("rsa2048-sha512", "rsa2048");
-    let verified = verifier(all_signers()).check(&v.blob, &v.sig, NOW).unwrap();
+    let verified = verifier(all_signers())
+        .check(&v.blob, &v.sig, VECTOR_NOW)
+        .unwrap();
     assert_eq!(
         serde_json::Value::Object(verified.params),
         serde_json::json!({"archive": "local:backup/vzdump-lxc-210.tar.zst", "storage": "local-lvm"})
@@ -73,7 +74,7 @@ fn negative_vectors_are_refused_at_their_stage() {
     let mut signers = all_signers();
     let v = vector("wrong-namespace", "ed25519");
     let err = verifier(signers.clone())
-        .verify(&v.blob, &v.sig, NOW)
+        .verify(&v.blob, &v.sig, VECTOR_NOW)
         .unwrap_err();
     assert_eq!(
         err,
@@ -84,7 +85,7 @@ fn negative_vectors_are_refused_at_their_stage() {
 
     let v = vector("wrong-host", "ed25519");
     let err = verifier(signers.clone())
-        .verify(&v.blob, &v.sig, NOW)
+        .verify(&v.blob, &v.sig, VECTOR_NOW)
         .unwrap_err();
     assert_eq!(
         err,
@@ -96,7 +97,7 @@ fn negative_vectors_are_refused_at_their_stage() {
 
     let v = vector("expired", "ed25519");
     let err = verifier(signers.clone())
-        .verify(&v.blob, &v.sig, NOW)
+        .verify(&v.blob, &v.sig, VECTOR_NOW)
         .unwrap_err();
     assert!(matches!(err, AuthzError::Expired { .. }), "{err}");
 
@@ -112,7 +113,9 @@ fn negative_vectors_are_refused_at_their_stage() {
         }
     );
     signers.push(vector_signer("ed25519", "another", Role::Recovery));
-    let err = verifier(signers).verify(&v.blob, &v.sig, NOW).unwrap_err();
+    let err = verifier(signers)
+        .verify(&v.blob, &v.sig, VECTOR_NOW)
+        .unwrap_err();
     assert!(
         matches!(&err, AuthzError::UnknownSigner { algorithm, fingerprint }
             if algorithm == "ssh-rsa" && fingerprint.starts_with("SHA256:")),
@@ -121,17 +124,15 @@ fn negative_vectors_are_refused_at_their_stage() {
 }
 
 #[test]
-fn the_default_policy_refuses_the_vectors_ten_year_window() {
+fn the_default_policy_accepts_the_vectors_fifteen_minute_window() {
+    // The vectors carry a realistic window, so the daemon's default verifier (no widened
+    // policy) accepts them, and one minute past not_after (beyond the skew) refuses them.
     let v = vector("ed25519-sha512", "ed25519");
     let verifier = Verifier::new(all_signers(), MemoryNonceStore::new(), HOST);
-    let err = verifier.verify(&v.blob, &v.sig, NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            AuthzError::Malformed(Malformed::Blob(BlobError::WindowTooLong { .. }))
-        ),
-        "{err}"
-    );
+    verifier.check(&v.blob, &v.sig, VECTOR_NOW).unwrap();
+    let late = VECTOR_NOW + time::Duration::minutes(12);
+    let err = verifier.check(&v.blob, &v.sig, late).unwrap_err();
+    assert!(matches!(err, AuthzError::Expired { .. }), "{err}");
     assert!(verifier.nonce_store().is_empty());
 }
 
@@ -149,12 +150,12 @@ fn armor_of_any_width_crlf_and_missing_final_newline_is_accepted() {
         ] {
             let armored = armor(&envelope, width, eol);
             verifier(all_signers())
-                .verify(&v.blob, &armored, NOW)
+                .verify(&v.blob, &armored, VECTOR_NOW)
                 .unwrap_or_else(|e| panic!("{case} width {width} {eol:?}: {e}"));
         }
         let trimmed = v.sig.trim_ascii_end();
         verifier(all_signers())
-            .verify(&v.blob, trimmed, NOW)
+            .verify(&v.blob, trimmed, VECTOR_NOW)
             .unwrap();
     }
 }
@@ -173,7 +174,7 @@ fn a_re_serialized_blob_fails_crypto() {
         ("space", spaced),
     ] {
         let verifier = verifier(all_signers());
-        let err = verifier.verify(&blob, &v.sig, NOW).unwrap_err();
+        let err = verifier.verify(&blob, &v.sig, VECTOR_NOW).unwrap_err();
         assert_eq!(
             err,
             AuthzError::BadSignature {
@@ -198,7 +199,9 @@ fn signer_is_matched_by_key_material_whatever_its_key_id_comment_or_options() {
         material[0], material[1]
     );
     let signer = Signer::from_authorized_key("someone-else", Role::Recovery, &line).unwrap();
-    let verified = verifier(vec![signer]).verify(&v.blob, &v.sig, NOW).unwrap();
+    let verified = verifier(vec![signer])
+        .verify(&v.blob, &v.sig, VECTOR_NOW)
+        .unwrap();
     assert_eq!(verified.key_id, "ops-ed25519");
     assert_eq!(verified.signer.key_id, "someone-else");
     assert_eq!(verified.signer.role, Role::Recovery);
@@ -224,7 +227,7 @@ fn rsa_signatures_relabelled_as_ssh_rsa_or_rsa_sha2_256_are_refused() {
 
     parts.signature = relabel(&original, "ssh-rsa");
     let err = verifier(all_signers())
-        .verify(&v.blob, &parts.armored(), NOW)
+        .verify(&v.blob, &parts.armored(), VECTOR_NOW)
         .unwrap_err();
     assert_eq!(
         err,
@@ -236,7 +239,7 @@ fn rsa_signatures_relabelled_as_ssh_rsa_or_rsa_sha2_256_are_refused() {
 
     parts.signature = relabel(&original, "rsa-sha2-256");
     let err = verifier(all_signers())
-        .verify(&v.blob, &parts.armored(), NOW)
+        .verify(&v.blob, &parts.armored(), VECTOR_NOW)
         .unwrap_err();
     assert!(
         matches!(
@@ -271,7 +274,7 @@ fn a_signature_algorithm_that_does_not_match_the_key_is_refused() {
     let mut parts = parts_of(&v.sig);
     parts.signature = relabel(&parts.signature, "ecdsa-sha2-nistp384");
     let err = verifier(all_signers())
-        .verify(&v.blob, &parts.armored(), NOW)
+        .verify(&v.blob, &parts.armored(), VECTOR_NOW)
         .unwrap_err();
     assert_eq!(
         err,
@@ -289,7 +292,7 @@ fn a_signature_algorithm_that_does_not_match_the_key_is_refused() {
     let mut mixed = parts_of(&v.sig);
     mixed.public_key = ed.public_key;
     let err = verifier(all_signers())
-        .verify(&v.blob, &mixed.armored(), NOW)
+        .verify(&v.blob, &mixed.armored(), VECTOR_NOW)
         .unwrap_err();
     assert!(
         matches!(&err, AuthzError::BadSignature {
