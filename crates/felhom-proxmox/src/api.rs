@@ -105,8 +105,9 @@ pub struct VzdumpRequest {
 pub enum VzdumpOutcome {
     /// A backup task to wait on.
     Task(Upid),
-    /// PVE answered the literal `"OK"`: nothing ran on this node (the guest is not here, or
-    /// there was nothing to do). No backup was made.
+    /// PVE answered the literal `"OK"`: nothing ran on this node because every requested guest
+    /// lives on another cluster node. No backup was made. (A vmid that exists nowhere, e.g. a
+    /// guest just destroyed, is not this: PVE runs a task that fails with `job errors`.)
     NothingRan,
 }
 

@@ -1,6 +1,14 @@
-//! felhom-proxmox integration tests: the structural fence, and the HTTPS client over real TLS on
-//! loopback against a few-line test server.
+//! felhom-proxmox integration tests: the structural fence; the HTTPS client over real TLS on
+//! loopback against a few-line test server (wire format, impostor); and the real `PveClient`
+//! against the real PVE simulator (`felhom-pve-sim`): every read and mutation, the failure
+//! classes, TLS trust modes and secret hygiene.
 
 mod fence;
+mod fixture;
 mod https;
+mod secrets;
+mod sim_errors;
+mod sim_mutations;
+mod sim_reads;
+mod sim_tls;
 mod support;
