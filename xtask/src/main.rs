@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's automation, in Rust (demo, golden, vectors, bench, live).
 
+mod demo;
 mod vectors;
 
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start the PVE simulator on loopback and run the self-tests against it, step by step.
+    Demo,
     /// Check the host-report golden file against the wire types (`--bless` rewrites it).
     Golden {
         #[arg(long)]
@@ -34,6 +37,7 @@ fn root() -> PathBuf {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo => demo::run(&root()),
         Command::Golden { bless } => golden(bless),
         Command::Vectors => vectors::run(&root().join("testdata/sshsig")),
     }
@@ -51,6 +55,9 @@ fn golden(bless: bool) -> Result<()> {
             println!("golden: {} matches the wire types", path.display());
             Ok(())
         }
-        Err(drift) => bail!("golden: {} drifted from the wire types:\n{drift}", path.display()),
+        Err(drift) => bail!(
+            "golden: {} drifted from the wire types:\n{drift}",
+            path.display()
+        ),
     }
 }

@@ -1,0 +1,207 @@
+//! felhom-selftest: checks a Proxmox host's API, token and privileges for the felhom agent.
+//!
+//! Thin: parses the command line, sets up logging, loads the config, builds the client and
+//! hands over to the subcommand's module (`read`, `task`, `privileges`), then prints the check
+//! list and exits 0 (all passed), 1 (a check failed) or 2 (usage or config error).
+//!
+//! Never: change anything on the host outside `task` (and there only what it undoes), or
+//! print the token secret (the config, the client and their errors all redact it).
+
+mod cli;
+mod privileges;
+mod read;
+mod report;
+mod task;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use felhom_agent_core::config::{Config, ConfigError};
+use felhom_agent_core::pve;
+use felhom_proxmox::{PveClient, TlsTrust, WaitOptions};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command};
+use crate::report::Report;
+
+/// Longest wait for one PVE task of the task test (a snapshot of a large volume is slow).
+const TASK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// Exit status for a usage or config error (clap uses the same for its usage errors).
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let command = cli.subcommand();
+
+    let (config, client, trust) = match setup(&cli.config, &command) {
+        Ok(s) => s,
+        Err(problem) => {
+            problem.print(cli.json);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("felhom-selftest: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+
+    if !cli.json {
+        println!(
+            "felhom-selftest {} {}: {} (node {}, token {})",
+            env!("CARGO_PKG_VERSION"),
+            command.name(),
+            config.proxmox.api_url,
+            config.proxmox.node,
+            config.proxmox.token_id
+        );
+    }
+    let mut report = Report::new(command.name(), !cli.json);
+    let ctx = Ctx {
+        config: &config,
+        client: &client,
+        trust: &trust,
+    };
+    runtime.block_on(run(&command, &ctx, &mut report));
+
+    let mut out = std::io::stdout().lock();
+    let printed = if cli.json {
+        writeln!(out, "{:#}", report.to_json())
+    } else {
+        writeln!(out, "{}", report.summary_line())
+    };
+    if printed.is_err() {
+        // The verdict still reaches the caller through the exit status.
+        eprintln!("felhom-selftest: cannot write the report to stdout");
+    }
+    if report.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// What every subcommand may use.
+struct Ctx<'a> {
+    config: &'a Config,
+    client: &'a PveClient,
+    /// The configured TLS trust, for comparing pins with what the node reports.
+    trust: &'a TlsTrust,
+}
+
+/// Runs one subcommand: each lives in its own module.
+async fn run(command: &Command, ctx: &Ctx<'_>, report: &mut Report) {
+    match command {
+        Command::Read => {
+            let token_id = ctx.config.proxmox.token_id.as_str();
+            read::run(ctx.client, ctx.trust, token_id, report).await
+        }
+        Command::Privileges => privileges::run(ctx.client, report).await,
+        Command::Task { vmid } => {
+            let test = task::TaskTest {
+                vmid: *vmid,
+                now_unix: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default(),
+                wait: WaitOptions {
+                    timeout: TASK_TIMEOUT,
+                    ..WaitOptions::default()
+                },
+                cleanup_wait: WaitOptions {
+                    timeout: TASK_TIMEOUT,
+                    ..WaitOptions::default()
+                },
+            };
+            tokio::spawn(on_interrupt(test.wait.cancel.clone()));
+            task::run(ctx.client, &test, report).await;
+        }
+    }
+}
+
+/// First Ctrl-C: stop starting new steps, let the running task finish and clean up. Second:
+/// exit at once.
+async fn on_interrupt(cancel: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!(
+        "felhom-selftest: interrupted; undoing the test's changes (Ctrl-C again to abort and \
+         leave them)"
+    );
+    cancel.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!(
+            "felhom-selftest: aborted; the guest may keep the test's snapshot or description"
+        );
+        std::process::exit(130);
+    }
+}
+
+/// Why the tests could not start: the config (all its problems) or the client settings.
+enum SetupError {
+    Config { path: String, error: ConfigError },
+    Client(pve::PveConfigError),
+}
+
+impl SetupError {
+    fn print(&self, json: bool) {
+        let (message, problems) = match self {
+            SetupError::Config {
+                path,
+                error: ConfigError::Invalid(problems),
+            } => (
+                format!("config {path}: {}", ConfigError::Invalid(problems.clone())),
+                problems
+                    .iter()
+                    .map(|p| json!({ "key": p.key, "problem": p.msg }))
+                    .collect(),
+            ),
+            SetupError::Config { error, .. } => (error.to_string(), Vec::new()),
+            SetupError::Client(e) => (e.to_string(), Vec::new()),
+        };
+        eprintln!("felhom-selftest: {message}");
+        if json {
+            let doc = json!({ "ok": false, "error": message, "problems": problems });
+            println!("{doc:#}");
+        }
+    }
+}
+
+/// Loads the config for `command` (the process environment overlays it) and builds the client.
+fn setup(path: &Path, command: &Command) -> Result<(Config, PveClient, TlsTrust), SetupError> {
+    // Variables that are not Unicode cannot be FELHOM_AGENT_* settings: skip, don't panic.
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let config = Config::load(path, env, command.mode()).map_err(|error| SetupError::Config {
+        path: path.display().to_string(),
+        error,
+    })?;
+    let trust = pve::tls_trust(&config.proxmox.tls).map_err(SetupError::Client)?;
+    let client = pve::client(&config.proxmox).map_err(SetupError::Client)?;
+    Ok((config, client, trust))
+}
+
+/// Logs go to stderr (stdout is the report), warnings only unless `-v` or `RUST_LOG` asks.
+fn init_logging(cli: &Cli) {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = tracing_subscriber::EnvFilter::try_new(cli.log_filter(rust_log.as_deref()))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(cli.verbose > 1)
+        .init();
+}

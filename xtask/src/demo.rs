@@ -1,0 +1,399 @@
+//! `cargo xtask demo`: builds the binaries, starts the PVE simulator on loopback, writes a
+//! config pinned to its certificate, and runs the demo's steps one after another with a header
+//! each, streaming their output, so a person can follow what the agent's tools do against a
+//! Proxmox host. Exits 0 when every step passed, 1 otherwise, by itself within seconds once
+//! the binaries are built.
+//!
+//! The demo is a list of [`Step`]s: a later version adds the daemon and the hub simulator as
+//! more steps, not as another program.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use felhom_pve_sim::{GuestView, PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET};
+
+/// Longest any one step may run: the simulator's tasks take 50 ms, so a step that is still
+/// running after this is stuck.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The guest the task test writes to.
+const DEMO_VMID: u32 = 100;
+
+/// One step of the demo.
+enum Step {
+    /// Run one of the workspace's binaries with these arguments (the config path is added).
+    Run {
+        title: &'static str,
+        binary: &'static str,
+        args: Vec<String>,
+    },
+    /// Check the simulator's state in process; `Ok` carries what was found.
+    Verify {
+        title: &'static str,
+        check: fn(&Demo) -> Result<String>,
+    },
+}
+
+impl Step {
+    fn title(&self) -> &'static str {
+        match self {
+            Step::Run { title, .. } | Step::Verify { title, .. } => title,
+        }
+    }
+}
+
+/// What the steps share.
+struct Demo {
+    sim: PveSim,
+    config: PathBuf,
+    binaries: Vec<(String, PathBuf)>,
+    /// Guest `DEMO_VMID` as it was before any step ran.
+    guest_before: GuestView,
+}
+
+fn steps() -> Vec<Step> {
+    vec![
+        Step::Run {
+            title: "read-only self-test: version, node, guests, storage, permissions",
+            binary: "felhom-selftest",
+            args: vec!["read".into()],
+        },
+        Step::Run {
+            title: "reversible task self-test on guest 100: snapshot, rollback, delete; \
+                    description write, verify, restore",
+            binary: "felhom-selftest",
+            args: vec!["task".into(), "--vmid".into(), DEMO_VMID.to_string()],
+        },
+        Step::Verify {
+            title: "guest 100 is as it was before the task test",
+            check: guest_unchanged,
+        },
+    ]
+}
+
+/// Entry point of `cargo xtask demo`.
+pub fn run(root: &Path) -> Result<()> {
+    header("building the binaries");
+    let binaries = build(root, &["felhom-selftest"])?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(demo(binaries))
+}
+
+async fn demo(binaries: Vec<(String, PathBuf)>) -> Result<()> {
+    header("starting the Proxmox VE simulator");
+    let sim = PveSim::start(SimConfig::default())
+        .await
+        .context("starting the simulator")?;
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let config = dir.path().join("agent.json");
+    write_config(&sim, &config)?;
+    println!("api      {}", sim.base_url());
+    println!("node     {}", sim.node());
+    println!("pinned   {}", sim.fingerprint());
+    println!("config   {}", config.display());
+    let guest_before = sim
+        .state()
+        .guest(DEMO_VMID)
+        .with_context(|| format!("the default simulated host has no guest {DEMO_VMID}"))?;
+    let demo = Demo {
+        sim,
+        config,
+        binaries,
+        guest_before,
+    };
+
+    let steps = steps();
+    let mut results = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        header(&format!("[{}/{}] {}", i + 1, steps.len(), step.title()));
+        let started = Instant::now();
+        let outcome = run_step(&demo, step).await;
+        match &outcome {
+            Ok(()) => println!("--> passed in {:.1} s", started.elapsed().as_secs_f64()),
+            Err(e) => println!("--> FAILED: {e:#}"),
+        }
+        results.push((step.title(), outcome.is_ok()));
+    }
+
+    header("summary");
+    for (title, ok) in &results {
+        println!("{} {title}", if *ok { "[ ok ]" } else { "[FAIL]" });
+    }
+    demo.sim.shutdown().await;
+    let failed = results.iter().filter(|(_, ok)| !ok).count();
+    if failed > 0 {
+        bail!("demo: {failed} of {} steps failed", results.len());
+    }
+    println!("demo: all {} steps passed", results.len());
+    Ok(())
+}
+
+async fn run_step(demo: &Demo, step: &Step) -> Result<()> {
+    match step {
+        Step::Run { binary, args, .. } => {
+            let path = demo
+                .binaries
+                .iter()
+                .find(|(name, _)| name == binary)
+                .map(|(_, p)| p.clone())
+                .with_context(|| format!("{binary} was not built"))?;
+            let mut all: Vec<OsString> = vec!["--config".into(), demo.config.clone().into()];
+            all.extend(args.iter().map(OsString::from));
+            println!(
+                "$ {binary} {}",
+                all.iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            let mut child = tokio::process::Command::new(&path)
+                .args(&all)
+                // The config file is the whole configuration: no FELHOM_AGENT_* overlay.
+                .env_clear()
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting {}", path.display()))?;
+            let status = tokio::time::timeout(STEP_TIMEOUT, child.wait())
+                .await
+                .with_context(|| format!("{binary} did not finish within {STEP_TIMEOUT:?}"))?
+                .with_context(|| format!("waiting for {binary}"))?;
+            if !status.success() {
+                bail!("{binary} exited with {status}");
+            }
+            Ok(())
+        }
+        Step::Verify { check, .. } => {
+            let found = check(demo)?;
+            println!("{found}");
+            Ok(())
+        }
+    }
+}
+
+/// The task test must leave the guest exactly as it found it.
+fn guest_unchanged(demo: &Demo) -> Result<String> {
+    let before = &demo.guest_before;
+    let after = demo
+        .sim
+        .state()
+        .guest(DEMO_VMID)
+        .with_context(|| format!("guest {DEMO_VMID} is gone"))?;
+    let names = |g: &GuestView| {
+        g.snapshots
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut diffs = Vec::new();
+    if after.running != before.running {
+        diffs.push(format!("running {} → {}", before.running, after.running));
+    }
+    if after.description != before.description {
+        diffs.push(format!(
+            "description {:?} → {:?}",
+            before.description, after.description
+        ));
+    }
+    if names(&after) != names(before) {
+        diffs.push(format!(
+            "snapshots {:?} → {:?}",
+            names(before),
+            names(&after)
+        ));
+    }
+    if after.config != before.config {
+        diffs.push("config keys differ".to_owned());
+    }
+    if after.lock.is_some() {
+        diffs.push(format!("left locked ({:?})", after.lock));
+    }
+    if !diffs.is_empty() {
+        bail!("guest {DEMO_VMID} changed: {}", diffs.join("; "));
+    }
+    let tasks = demo.sim.state().tasks();
+    Ok(format!(
+        "guest {DEMO_VMID}: running={}, description {:?}, snapshots {:?}, config digest {} — \
+         unchanged after {} PVE tasks ({})",
+        after.running,
+        after.description.as_deref().unwrap_or(""),
+        names(&after),
+        after.digest,
+        tasks.len(),
+        tasks
+            .iter()
+            .map(|t| format!(
+                "{} {}",
+                t.task_type,
+                t.exitstatus.as_deref().unwrap_or("running")
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// A config with only the `proxmox` section, pinned to the simulator's certificate. The
+/// simulator's token secret is a fixed test value, never a real credential.
+fn write_config(sim: &PveSim, path: &Path) -> Result<()> {
+    let doc = serde_json::json!({
+        "proxmox": {
+            "api_url": sim.base_url(),
+            "node": sim.node(),
+            "token_id": DEFAULT_TOKEN_ID,
+            "token_secret": DEFAULT_TOKEN_SECRET,
+            "tls": { "fingerprint_sha256": [sim.fingerprint()] },
+            "timeout_seconds": 10
+        }
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Builds `packages` with the cargo that runs this xtask (same toolchain, same target dir)
+/// and returns each binary's path, read from cargo's own build messages.
+fn build(root: &Path, packages: &[&str]) -> Result<Vec<(String, PathBuf)>> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(root)
+        .args(["build", "--message-format=json-render-diagnostics"]);
+    // `cargo run` gave this process the xtask package's own variables; build scripts (ring's)
+    // watch some of them, so passing them on would rebuild those crates on every run.
+    for (key, _) in std::env::vars_os() {
+        if let Some(k) = key.to_str() {
+            if is_package_variable(k) {
+                cmd.env_remove(k);
+            }
+        }
+    }
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("running {}", cargo.to_string_lossy()))?;
+    let mut built = Vec::new();
+    let stdout = child.stdout.take().context("cargo's stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo's messages")?;
+        if let Some((name, exe)) = executable(&line) {
+            if packages.contains(&name.as_str()) {
+                built.push((name, exe));
+            }
+        }
+    }
+    let status = child.wait().context("waiting for cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    for p in packages {
+        if !built.iter().any(|(name, _)| name == p) {
+            bail!("cargo build reported no executable for {p}");
+        }
+    }
+    for (name, path) in &built {
+        println!("built    {name}: {}", path.display());
+    }
+    Ok(built)
+}
+
+/// Variables cargo sets for the package it runs (not configuration of cargo itself).
+fn is_package_variable(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || matches!(
+            key,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "OUT_DIR"
+        )
+}
+
+/// A `compiler-artifact` message for a binary: its target name and executable path.
+fn executable(line: &str) -> Option<(String, PathBuf)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v["reason"] != "compiler-artifact" {
+        return None;
+    }
+    let is_bin = v["target"]["kind"].as_array()?.iter().any(|k| k == "bin");
+    if !is_bin {
+        return None;
+    }
+    Some((
+        v["target"]["name"].as_str()?.to_owned(),
+        PathBuf::from(v["executable"].as_str()?),
+    ))
+}
+
+fn header(title: &str) {
+    println!("\n=== {title}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binaries_are_found_in_cargo_messages() {
+        let bin = r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"felhom-selftest"},"executable":"/t/debug/felhom-selftest"}"#;
+        assert_eq!(
+            executable(bin),
+            Some((
+                "felhom-selftest".to_owned(),
+                PathBuf::from("/t/debug/felhom-selftest")
+            ))
+        );
+        let lib = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"felhom_proxmox"},"executable":null}"#;
+        assert_eq!(executable(lib), None);
+        assert_eq!(
+            executable(r#"{"reason":"build-finished","success":true}"#),
+            None
+        );
+        assert_eq!(executable("not json"), None);
+    }
+
+    #[test]
+    fn only_the_run_packages_variables_are_dropped() {
+        for k in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+            "OUT_DIR",
+        ] {
+            assert!(is_package_variable(k), "{k}");
+        }
+        for k in [
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO",
+            "CARGO_BUILD_JOBS",
+            "PATH",
+        ] {
+            assert!(!is_package_variable(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn every_step_has_a_title_and_runs_a_built_binary_or_a_check() {
+        let steps = steps();
+        assert!(steps.len() >= 2);
+        for s in &steps {
+            assert!(!s.title().is_empty());
+            if let Step::Run { binary, .. } = s {
+                assert_eq!(*binary, "felhom-selftest");
+            }
+        }
+    }
+}
