@@ -1,5 +1,6 @@
 //! felhom-pve-sim: an in-process Proxmox VE 9 simulator over real HTTPS on loopback, for the
-//! agent's tests, benchmarks and demo (a hub simulator module joins it separately).
+//! agent's tests, benchmarks and demo, and [`HubSim`], a felhom hub simulator (`hub`) on the
+//! same TLS plumbing.
 //!
 //! It behaves like PVE, not like any client: the `/api2/json` (and `/api2/extjs`) envelopes,
 //! reason phrases as error messages, API tokens with privilege separation and ACL inheritance,
@@ -9,7 +10,7 @@
 //!
 //! It must never: listen beyond 127.0.0.1, touch the host's files or processes, block on
 //! `std::thread::sleep` (all time is tokio time, so a paused test clock drives tasks), or let a
-//! token secret reach `Debug` output or an error.
+//! token secret or hub API key reach `Debug` output or an error.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), felhom_pve_sim::SimError> {
@@ -24,6 +25,7 @@ mod clock;
 mod config;
 mod error;
 mod faults;
+pub mod hub;
 mod lxcconf;
 mod params;
 mod server;
@@ -46,6 +48,10 @@ pub use config::{
 };
 pub use error::SimError;
 pub use faults::{Faults, HttpFault, TaskFault};
+pub use hub::{
+    HubFault, HubFaults, HubRequest, HubSim, HubSimConfig, ReceivedReport, WaitTimeout,
+    DEFAULT_HUB_API_KEY, DEFAULT_HUB_MAX_BODY_BYTES,
+};
 pub use state::{GuestView, RequestRecord, SimState, SnapshotView, TaskView, VolumeView};
 
 /// A running simulator. Dropping it (or [`PveSim::shutdown`]) stops serving.

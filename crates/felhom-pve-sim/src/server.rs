@@ -1,9 +1,11 @@
 //! The HTTP layer, as pveproxy's `AnyEvent.pm` + `Formatter/Standard.pm` behave: TLS accept
 //! loop, request checks in PVE's order (transfer encoding, URI format, auth, body method and
 //! content type), parameter decoding, the `json`/`extjs` envelopes, reason phrases, headers,
-//! and the fault injection points.
+//! and the fault injection points. The TLS accept loop ([`serve_tls`]) also serves the hub
+//! simulator.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -48,14 +50,31 @@ impl fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
-/// Accepts TLS connections until `shutdown` flips; each connection is served on its own task
-/// and aborted when the loop ends.
+/// Serves the PVE API until `shutdown` flips (see [`serve_tls`]).
 pub(crate) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    serve_tls(listener, acceptor, shutdown, move |req| {
+        handle(req, shared.clone())
+    })
+    .await;
+}
+
+/// Accepts TLS connections until `shutdown` flips and answers each HTTP/1.1 request with
+/// `handler` (an `Err(Dropped)` closes the connection without an answer); each connection is
+/// served on its own task and aborted when the loop ends. Shared by the PVE and hub simulators.
+pub(crate) async fn serve_tls<H, F>(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    mut shutdown: watch::Receiver<bool>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, Dropped>> + Send + 'static,
+{
     let mut conns: JoinSet<()> = JoinSet::new();
     loop {
         tokio::select! {
@@ -65,15 +84,14 @@ pub(crate) async fn serve(
                     continue;
                 };
                 let acceptor = acceptor.clone();
-                let shared = shared.clone();
+                let handler = handler.clone();
                 conns.spawn(async move {
                     // a failed handshake (e.g. the client rejected the certificate) just ends
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let svc = service_fn(move |req| handle(req, shared.clone()));
                     let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
+                        .serve_connection(TokioIo::new(tls), service_fn(handler))
                         .await;
                 });
             }

@@ -1,6 +1,7 @@
 //! TLS like a PVE node: a cluster CA ("PVE Cluster Manager CA") and a leaf signed by it with
 //! PVE's SANs, generated at start; only the leaf is served; its SHA-256 fingerprint in PVE's
 //! `AB:CD:…` form. (PVE uses RSA-2048 keys; ring cannot generate RSA, so these are P-256.)
+//! The hub simulator gets the same plumbing under its own names ([`generate_for`]).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -54,8 +55,38 @@ fn pseudo_uuid() -> String {
     )
 }
 
+/// Who a generated CA and leaf say they are; the rest of the certificates (keys, validity,
+/// loopback SANs) is the same for every simulator.
+pub(crate) struct Identity<'a> {
+    /// CA subject CN.
+    pub(crate) ca_common_name: &'a str,
+    /// CA subject O.
+    pub(crate) ca_organization: &'a str,
+    /// Leaf subject OU.
+    pub(crate) leaf_unit: &'a str,
+    /// Leaf subject O.
+    pub(crate) leaf_organization: &'a str,
+    /// Leaf subject CN.
+    pub(crate) leaf_common_name: String,
+    /// A DNS name added to the loopback SANs.
+    pub(crate) extra_san: &'a str,
+}
+
 /// Generates the cluster CA and the node's leaf certificate.
 pub(crate) fn generate(node: &str) -> Result<SimCert, SimError> {
+    generate_for(&Identity {
+        ca_common_name: "Proxmox Virtual Environment",
+        ca_organization: "PVE Cluster Manager CA",
+        leaf_unit: "PVE Cluster Node",
+        leaf_organization: "Proxmox Virtual Environment",
+        leaf_common_name: format!("{node}.localdomain"),
+        extra_san: node,
+    })
+}
+
+/// Generates a CA and a leaf it signed for `127.0.0.1`, `::1`, `localhost` and
+/// `id.extra_san`.
+pub(crate) fn generate_for(id: &Identity<'_>) -> Result<SimCert, SimError> {
     // validity is checked by clients against the real clock, not the simulated one
     let now = OffsetDateTime::now_utc();
     let yesterday = now - TimeDuration::days(1);
@@ -63,9 +94,9 @@ pub(crate) fn generate(node: &str) -> Result<SimCert, SimError> {
     let mut ca_params =
         CertificateParams::new(Vec::<String>::new()).map_err(|e| cert_err("ca params", e))?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "Proxmox Virtual Environment");
+    dn.push(DnType::CommonName, id.ca_common_name);
     dn.push(DnType::OrganizationalUnitName, pseudo_uuid());
-    dn.push(DnType::OrganizationName, "PVE Cluster Manager CA");
+    dn.push(DnType::OrganizationName, id.ca_organization);
     ca_params.distinguished_name = dn;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -81,13 +112,13 @@ pub(crate) fn generate(node: &str) -> Result<SimCert, SimError> {
         "127.0.0.1".to_string(),
         "::1".to_string(),
         "localhost".to_string(),
-        node.to_string(),
+        id.extra_san.to_string(),
     ];
     let mut leaf_params = CertificateParams::new(sans).map_err(|e| cert_err("leaf params", e))?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationalUnitName, "PVE Cluster Node");
-    dn.push(DnType::OrganizationName, "Proxmox Virtual Environment");
-    dn.push(DnType::CommonName, format!("{node}.localdomain"));
+    dn.push(DnType::OrganizationalUnitName, id.leaf_unit);
+    dn.push(DnType::OrganizationName, id.leaf_organization);
+    dn.push(DnType::CommonName, id.leaf_common_name.as_str());
     leaf_params.distinguished_name = dn;
     leaf_params.is_ca = IsCa::ExplicitNoCa;
     leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

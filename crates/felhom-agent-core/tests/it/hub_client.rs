@@ -1,0 +1,211 @@
+//! `HubClient` against `HubSim` over real TLS: the round trip (Bearer header, golden shape,
+//! envelope), the hub's refusals and failures as typed errors, and trust failures.
+
+use std::time::{Duration, SystemTime};
+
+use felhom_agent_core::cloudflared::FixedProber;
+use felhom_agent_core::collector;
+use felhom_agent_core::hub::{HubClient, HubError, MAX_ENVELOPE_BYTES};
+use felhom_hub_proto::golden::{sample_control_envelope, sample_host_report};
+use felhom_hub_proto::{ControlEnvelope, ServiceState};
+use felhom_proxmox::{HttpError, TlsFailure};
+use felhom_pve_sim::{HubFault, HubSim, HubSimConfig};
+
+use crate::support::{self, KEY};
+
+fn assert_no_key(e: &HubError) {
+    assert!(!e.to_string().contains(KEY), "{e}");
+    assert!(!format!("{e:?}").contains(KEY), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_collected_report_round_trips_with_the_bearer_key_and_the_golden_shape() {
+    let pve = support::pve().await;
+    let api = support::pve_client(&pve);
+    let hub = support::hub().await;
+    hub.set_envelope(sample_control_envelope());
+    let dir = tempfile::tempdir().unwrap();
+    let client = support::hub_client(&hub, &dir);
+    assert_eq!(
+        client.report_url(),
+        format!("{}/api/v1/host-report", hub.base_url())
+    );
+
+    let report = collector::collect(
+        &api,
+        &FixedProber(ServiceState::Active),
+        "pve-01",
+        SystemTime::now(),
+    )
+    .await
+    .unwrap();
+    let envelope = client.report(&report).await.unwrap();
+    assert_eq!(envelope, sample_control_envelope());
+
+    let got = hub
+        .wait_for_reports(1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    assert_eq!(r.authorization(), Some(format!("Bearer {KEY}").as_str()));
+    assert_eq!(r.headers.get("content-type").unwrap(), "application/json");
+    let ua = r.headers.get("user-agent").unwrap().to_str().unwrap();
+    assert!(ua.starts_with("felhom-agent/"), "{ua}");
+    assert_eq!(r.report, report, "the hub reads exactly what was collected");
+    assert_eq!(r.raw, serde_json::to_value(&report).unwrap());
+    support::assert_golden_shape(&r.raw);
+    // The shape check has teeth: the golden sample passes, a retyped field does not.
+    support::assert_golden_shape(&serde_json::to_value(sample_host_report()).unwrap());
+    let mut tampered = r.raw.clone();
+    tampered["host"]["cpu_count"] = serde_json::json!("8");
+    assert!(std::panic::catch_unwind(|| support::assert_golden_shape(&tampered)).is_err());
+    let mut extra = r.raw.clone();
+    extra["guests"][0]["surprise"] = serde_json::json!(1);
+    assert!(std::panic::catch_unwind(|| support::assert_golden_shape(&extra)).is_err());
+    let mut missing = r.raw.clone();
+    missing["host"].as_object_mut().unwrap().remove("kernel");
+    assert!(std::panic::catch_unwind(|| support::assert_golden_shape(&missing)).is_err());
+
+    // The report carries what the simulator holds.
+    assert_eq!(r.report.host_id, "pve-01");
+    assert_eq!(r.report.cloudflared, ServiceState::Active);
+    assert_eq!(r.report.guests.len(), 2);
+    assert_eq!(r.report.backups.len(), 1);
+}
+
+#[tokio::test]
+async fn refusals_and_failures_of_the_hub_are_typed() {
+    let hub = support::hub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = support::hub_client(&hub, &dir);
+    let report = sample_host_report();
+
+    // A wrong key: 401, named, the key in neither the error nor its Debug.
+    let wrong = support::hub_client_with(&hub, &dir, "not-the-key", Duration::from_secs(10));
+    let e = wrong.report(&report).await.unwrap_err();
+    assert!(e.is_unauthorized(), "{e}");
+    match &e {
+        HubError::Http { status, body, url } => {
+            assert_eq!(*status, 401);
+            assert!(body.contains("invalid api key"), "{body}");
+            assert!(url.ends_with("/api/v1/host-report"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    for status in [500, 502, 503] {
+        hub.faults().fail_next(1, HubFault::Status(status));
+        let e = client.report(&report).await.unwrap_err();
+        assert!(
+            matches!(&e, HubError::Http { status: s, .. } if *s == status),
+            "{e}"
+        );
+        assert!(!e.is_unauthorized());
+        assert_no_key(&e);
+    }
+
+    // The hub echoing the key in an error body does not put it in the error.
+    hub.faults().fail_next(
+        1,
+        HubFault::Body(
+            400,
+            format!("{{\"error\":\"bad request from Bearer {KEY}\"}}"),
+        ),
+    );
+    let e = client.report(&report).await.unwrap_err();
+    assert!(e.to_string().contains("[redacted]"), "{e}");
+    assert_no_key(&e);
+
+    // 2xx with something that is no envelope.
+    hub.faults()
+        .fail_next(1, HubFault::Body(200, "<html>maintenance</html>".into()));
+    let e = client.report(&report).await.unwrap_err();
+    assert!(matches!(e, HubError::Decode { .. }), "{e}");
+    hub.faults().fail_next(
+        1,
+        HubFault::Body(200, format!("{{\"poll_interval_seconds\":\"{KEY}\"}}")),
+    );
+    let e = client.report(&report).await.unwrap_err();
+    assert!(matches!(e, HubError::Decode { .. }), "{e}");
+    assert_no_key(&e);
+    // An empty 2xx body and unknown fields are fine.
+    hub.faults()
+        .fail_next(1, HubFault::Body(204, String::new()));
+    assert_eq!(
+        client.report(&report).await.unwrap(),
+        ControlEnvelope::default()
+    );
+    hub.faults().fail_next(
+        1,
+        HubFault::Body(200, r#"{"blocked":true,"motd":"hi"}"#.into()),
+    );
+    assert!(client.report(&report).await.unwrap().blocked);
+
+    // An oversized answer is cut off by the body limit.
+    let big = format!("{{}}{}", " ".repeat(MAX_ENVELOPE_BYTES + 1));
+    hub.faults().fail_next(1, HubFault::Body(200, big));
+    let e = client.report(&report).await.unwrap_err();
+    assert!(
+        matches!(e, HubError::Transport(HttpError::BodyTooLarge { .. })),
+        "{e}"
+    );
+
+    // A dropped connection: the request was sent, the hub may have seen it.
+    hub.faults().drop_next(1);
+    let e = client.report(&report).await.unwrap_err();
+    match &e {
+        HubError::Transport(t) => assert!(!t.never_sent(), "{t:?}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Nothing so far was recorded as a report (every answer was a refusal or injected); the
+    // next good one is.
+    assert_eq!(hub.report_count(), 0);
+    assert_eq!(client.report(&report).await.unwrap(), hub.envelope());
+    assert_eq!(hub.report_count(), 1);
+}
+
+#[tokio::test]
+async fn untrusted_unreachable_and_slow_hubs_are_transport_errors() {
+    let hub = support::hub().await;
+    let other = HubSim::start(HubSimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = sample_host_report();
+
+    // Trusting another hub's CA: the handshake fails, nothing was sent.
+    let mistrusting = HubClient::new(felhom_agent_core::hub::HubClientConfig {
+        url: felhom_agent_core::config::Url::parse(&hub.base_url()).unwrap(),
+        api_key: felhom_proxmox::Secret::new(KEY),
+        ca_file: Some(support::write_ca(&dir, "other-ca.pem", &other.ca_pem())),
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    match mistrusting.report(&report).await.unwrap_err() {
+        HubError::Transport(HttpError::Tls { kind, .. }) => {
+            assert_eq!(kind, TlsFailure::UnknownIssuer)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(hub.requests().is_empty());
+
+    // Too slow: the request timeout ends it.
+    hub.faults().set_latency(Duration::from_secs(30));
+    let impatient = support::hub_client_with(&hub, &dir, KEY, Duration::from_millis(300));
+    match impatient.report(&report).await.unwrap_err() {
+        HubError::Transport(e @ HttpError::Timeout { .. }) => assert!(!e.never_sent()),
+        other => panic!("{other:?}"),
+    }
+    hub.faults().clear();
+
+    // Gone: connection refused, never sent.
+    let client = support::hub_client(&hub, &dir);
+    hub.shutdown().await;
+    match client.report(&report).await.unwrap_err() {
+        HubError::Transport(e) => {
+            assert!(matches!(e, HttpError::Connect { .. }), "{e:?}");
+            assert!(e.never_sent());
+        }
+        other => panic!("{other:?}"),
+    }
+}
