@@ -1,11 +1,12 @@
-//! `cargo xtask demo`: builds the binaries, starts the PVE simulator on loopback, writes a
-//! config pinned to its certificate, and runs the demo's steps one after another with a header
-//! each, streaming their output, so a person can follow what the agent's tools do against a
-//! Proxmox host. Exits 0 when every step passed, 1 otherwise, by itself within seconds once
-//! the binaries are built.
+//! `cargo xtask demo`: builds the binaries, starts the PVE and hub simulators on loopback,
+//! writes configs pinned to their certificates, and runs the demo's steps one after another
+//! with a header each, streaming their output, so a person can follow what the agent's tools do
+//! against a Proxmox host. Exits 0 when every step passed, 1 otherwise, by itself within
+//! seconds once the binaries are built.
 //!
-//! The demo is a list of [`Step`]s: a later version adds the daemon and the hub simulator as
-//! more steps, not as another program.
+//! The demo is a list of [`Step`]s: first the self-tests (read, reversible task), then the
+//! `felhom-agent` daemon ([`agent`]): reports reaching the hub, the guests converging to a
+//! desired-state file, a quiet second pass, and a clean SIGTERM.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -14,7 +15,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use felhom_pve_sim::{GuestView, PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET};
+use felhom_pve_sim::{
+    GuestView, HubSim, HubSimConfig, PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
+};
+
+mod agent;
 
 /// Longest any one step may run: the simulator's tasks take 50 ms, so a step that is still
 /// running after this is stuck.
@@ -36,12 +41,19 @@ enum Step {
         title: &'static str,
         check: fn(&Demo) -> Result<String>,
     },
+    /// One step of the daemon's part (they share one running `felhom-agent`).
+    Agent {
+        title: &'static str,
+        step: agent::AgentStep,
+    },
 }
 
 impl Step {
     fn title(&self) -> &'static str {
         match self {
-            Step::Run { title, .. } | Step::Verify { title, .. } => title,
+            Step::Run { title, .. } | Step::Verify { title, .. } | Step::Agent { title, .. } => {
+                title
+            }
         }
     }
 }
@@ -49,6 +61,12 @@ impl Step {
 /// What the steps share.
 struct Demo {
     sim: PveSim,
+    /// The hub simulator the daemon reports to.
+    hub: HubSim,
+    /// The demo's temporary directory (configs, journal, nonce store, desired state).
+    dir: PathBuf,
+    /// The running daemon, between its steps.
+    agent: agent::AgentState,
     config: PathBuf,
     binaries: Vec<(String, PathBuf)>,
     /// Guest `DEMO_VMID` as it was before any step ran.
@@ -73,12 +91,19 @@ fn steps() -> Vec<Step> {
             check: guest_unchanged,
         },
     ]
+    .into_iter()
+    .chain(
+        agent::AgentStep::all()
+            .into_iter()
+            .map(|(title, step)| Step::Agent { title, step }),
+    )
+    .collect()
 }
 
 /// Entry point of `cargo xtask demo`.
 pub fn run(root: &Path) -> Result<()> {
     header("building the binaries");
-    let binaries = build(root, &["felhom-selftest"])?;
+    let binaries = build(root, &["felhom-selftest", "felhom-agent"])?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -99,12 +124,22 @@ async fn demo(binaries: Vec<(String, PathBuf)>) -> Result<()> {
     println!("node     {}", sim.node());
     println!("pinned   {}", sim.fingerprint());
     println!("config   {}", config.display());
+    header("starting the hub simulator");
+    let mut hub_config = HubSimConfig::default();
+    hub_config.envelope.poll_interval_seconds = Some(agent::DEMO_POLL_SECONDS);
+    let hub = HubSim::start(hub_config)
+        .await
+        .context("starting the hub simulator")?;
+    println!("hub      {}", hub.base_url());
     let guest_before = sim
         .state()
         .guest(DEMO_VMID)
         .with_context(|| format!("the default simulated host has no guest {DEMO_VMID}"))?;
     let demo = Demo {
         sim,
+        hub,
+        dir: dir.path().to_owned(),
+        agent: agent::AgentState::default(),
         config,
         binaries,
         guest_before,
@@ -128,6 +163,7 @@ async fn demo(binaries: Vec<(String, PathBuf)>) -> Result<()> {
         println!("{} {title}", if *ok { "[ ok ]" } else { "[FAIL]" });
     }
     demo.sim.shutdown().await;
+    demo.hub.shutdown().await;
     let failed = results.iter().filter(|(_, ok)| !ok).count();
     if failed > 0 {
         bail!("demo: {failed} of {} steps failed", results.len());
@@ -176,6 +212,7 @@ async fn run_step(demo: &Demo, step: &Step) -> Result<()> {
             println!("{found}");
             Ok(())
         }
+        Step::Agent { step, .. } => agent::run(demo, *step).await,
     }
 }
 
@@ -389,6 +426,21 @@ mod tests {
     fn every_step_has_a_title_and_runs_a_built_binary_or_a_check() {
         let steps = steps();
         assert!(steps.len() >= 2);
+        // The self-tests first, then the daemon, ending with its stop.
+        let first_agent = steps
+            .iter()
+            .position(|s| matches!(s, Step::Agent { .. }))
+            .unwrap();
+        assert!(steps[..first_agent]
+            .iter()
+            .all(|s| !matches!(s, Step::Agent { .. })));
+        assert!(matches!(
+            steps.last(),
+            Some(Step::Agent {
+                step: agent::AgentStep::Stop,
+                ..
+            })
+        ));
         for s in &steps {
             assert!(!s.title().is_empty());
             if let Step::Run { binary, .. } = s {

@@ -1,0 +1,174 @@
+//! The command line: the global `--config`, the daemon (`run`, the default), `check-config` and
+//! `verify-op`, plus one hidden test-only knob (`--poll-floor-ms`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Where the agent's config lives on a host.
+pub const DEFAULT_CONFIG: &str = "/etc/felhom-agent/agent.json";
+
+/// felhom-agent: the felhom host agent. Reports this Proxmox VE host to the hub and converges its
+/// guests toward the operator's desired state; destructive changes need an operator signature.
+///
+/// Exit status: 0 success (the daemon: a clean stop on SIGTERM/SIGINT), 1 `verify-op` refused
+/// the op, 2 usage or config error.
+#[derive(Debug, Parser)]
+#[command(name = "felhom-agent", version, about, long_about)]
+pub struct Cli {
+    /// The agent's config file.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+
+    /// TEST ONLY, hidden from --help: the lowest poll interval, in milliseconds, the daemon
+    /// accepts from the hub (instead of 60 s), so end-to-end tests and `cargo xtask demo` see
+    /// interval adoption and a second reconcile pass without waiting real minutes. A CLI flag
+    /// rather than an environment variable: every `FELHOM_AGENT_*` variable is config and
+    /// validated as such. Never set it on a real host.
+    #[arg(long, global = true, hide = true, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub poll_floor_ms: Option<u64>,
+
+    /// What to do (default: run the daemon).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the default): report to the hub on the poll cadence and reconcile the
+    /// guests toward the desired state. SIGTERM or SIGINT stops it cleanly.
+    Run,
+    /// Validate the config and print it with every secret redacted; exit 2 listing every
+    /// problem.
+    CheckConfig,
+    /// Dry-run a signed op against the configured signers and a read-only copy of the nonce
+    /// store: print the verdict and the reason. Exit 0 accepted, 1 refused, 2 usage or config
+    /// error. Nothing runs and no nonce is used.
+    VerifyOp {
+        /// The op blob: the exact bytes that were signed.
+        #[arg(long, value_name = "FILE")]
+        blob: PathBuf,
+        /// The armored signature (`ssh-keygen -Y sign -n felhom-op-v1` output).
+        #[arg(long, value_name = "FILE")]
+        sig: PathBuf,
+        /// Evaluate the op's time window at this instant (RFC 3339, e.g. 2026-11-23T10:05:00Z)
+        /// instead of now: for checking an op prepared for later. Every other check is the
+        /// same.
+        #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+        at: Option<OffsetDateTime>,
+    },
+}
+
+impl Cli {
+    /// The subcommand, `run` when none was given.
+    pub fn subcommand(&self) -> Command {
+        self.command.clone().unwrap_or(Command::Run)
+    }
+
+    /// The test-only poll floor, if given.
+    pub fn poll_floor(&self) -> Option<Duration> {
+        self.poll_floor_ms.map(Duration::from_millis)
+    }
+}
+
+/// `--at`: an RFC 3339 instant.
+fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("expected an RFC 3339 time like 2026-11-23T10:05:00Z: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("felhom-agent").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        <Cli as CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn run_is_the_default_and_config_has_a_default() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.subcommand(), Command::Run);
+        assert_eq!(cli.config, PathBuf::from(DEFAULT_CONFIG));
+        assert_eq!(cli.poll_floor(), None);
+    }
+
+    #[test]
+    fn config_goes_before_or_after_the_subcommand() {
+        for args in [
+            &["--config", "/tmp/a.json", "check-config"][..],
+            &["check-config", "--config", "/tmp/a.json"],
+        ] {
+            let cli = parse(args).unwrap();
+            assert_eq!(cli.subcommand(), Command::CheckConfig);
+            assert_eq!(cli.config, PathBuf::from("/tmp/a.json"));
+        }
+        let cli = parse(&["run", "--config", "/x.json"]).unwrap();
+        assert_eq!(cli.subcommand(), Command::Run);
+        assert_eq!(cli.config, PathBuf::from("/x.json"));
+    }
+
+    #[test]
+    fn verify_op_takes_files_and_an_optional_instant() {
+        let cli = parse(&[
+            "verify-op",
+            "--blob",
+            "/b.json",
+            "--sig",
+            "/b.sig",
+            "--at",
+            "2026-11-23T10:05:00Z",
+        ])
+        .unwrap();
+        let Command::VerifyOp { blob, sig, at } = cli.subcommand() else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(blob, PathBuf::from("/b.json"));
+        assert_eq!(sig, PathBuf::from("/b.sig"));
+        assert_eq!(at.unwrap().unix_timestamp(), 1_795_428_300);
+        let cli = parse(&["verify-op", "--blob", "b", "--sig", "s"]).unwrap();
+        assert!(matches!(
+            cli.subcommand(),
+            Command::VerifyOp { at: None, .. }
+        ));
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        for args in [
+            &["verify-op"][..],
+            &["verify-op", "--blob", "b"],
+            &["verify-op", "--blob", "b", "--sig", "s", "--at", "tomorrow"],
+            &["bogus"],
+            &["--poll-floor-ms", "0"],
+            &["--poll-floor-ms", "soon"],
+        ] {
+            assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
+        assert_eq!(parse(&["--help"]).unwrap_err().exit_code(), 0);
+        assert_eq!(parse(&["--version"]).unwrap_err().exit_code(), 0);
+    }
+
+    #[test]
+    fn the_poll_floor_is_accepted_but_hidden() {
+        let cli = parse(&["--poll-floor-ms", "250"]).unwrap();
+        assert_eq!(cli.poll_floor(), Some(Duration::from_millis(250)));
+        let help = <Cli as CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("poll-floor"), "{help}");
+        assert!(help.contains("--config"), "{help}");
+    }
+}

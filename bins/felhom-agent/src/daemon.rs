@@ -1,0 +1,377 @@
+//! The daemon: startup in a fixed order, the two loops sharing one queue, and the shutdown.
+//!
+//! Startup: config (exit 2 listing every problem) → logging → stop signals registered →
+//! clients (Proxmox, hub) → journal (or journal-less mode, loudly) → nonce store and verifier
+//! → RECOVERY of in-flight ops, before anything can mutate → the heartbeat loop (first report
+//! at once, then on the hub's cadence) and the reconcile loop (one pass after each poll, then
+//! nonce pruning) → `READY=1` once the first poll was attempted.
+//!
+//! Shutdown on SIGTERM/SIGINT: `STOPPING=1`; the loops stop starting work; the queue stops
+//! accepting and drains within [`DRAIN_GRACE`] (below systemd's `TimeoutStopSec=30s`); past
+//! the grace the engine stops *waiting* on PVE tasks (they keep running server-side; startup
+//! recovery closes them from the journal). Guests are never stopped. Exit 0.
+
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use felhom_agent_core::cloudflared::SystemctlProber;
+use felhom_agent_core::config::{Config, TlsSetting};
+use felhom_agent_core::heartbeat::{self, Beat, HeartbeatSettings};
+use felhom_agent_core::hub::HubClient;
+use felhom_agent_core::pve;
+use felhom_authz::Signer;
+use felhom_proxmox::{PveClient, WaitOptions};
+use felhom_reconcile::{
+    recover_with, Engine, EngineOptions, Queue, RecoveryOptions, SharedJournal,
+};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::notify::Notifier;
+use crate::reconcile::{Desired, Reconciler};
+use crate::signals::StopSignals;
+use crate::status::DaemonStatus;
+use crate::{durable, logging, setup};
+
+/// How long a stop waits for queued and running jobs (systemd kills at 30 s).
+pub const DRAIN_GRACE: Duration = Duration::from_secs(20);
+/// After the grace: how long jobs get to notice the cancel and record it.
+const CANCEL_GRACE: Duration = Duration::from_secs(3);
+/// Longest wait on a task still running at startup: bounded so `READY=1` comes well within
+/// systemd's start timeout; a task still running after it is left in flight (or failed, for a
+/// convergent op) and the next pass re-plans from actual state.
+pub const RECOVERY_WAIT: Duration = Duration::from_secs(45);
+/// Jobs run at once over all guests.
+const QUEUE_CONCURRENCY: usize = 4;
+
+/// Exit status for a usage or config error.
+const EXIT_CONFIG: u8 = 2;
+
+/// `felhom-agent run`: loads the config and runs the daemon until SIGTERM/SIGINT.
+pub fn main(config_path: &Path, poll_floor: Option<Duration>) -> ExitCode {
+    let (config, signers) = match setup::load(config_path) {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            eprintln!("felhom-agent: {problems}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    logging::init(&config.log);
+    // One thread is plenty for one host's API and the hub; blocking work (journal fsyncs,
+    // nonce compaction) goes to the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config, signers, poll_floor))
+}
+
+/// What each heartbeat beat tells the rest of the daemon: status for systemd, a wake-up for the
+/// reconcile loop, and `READY=1` after the first beat.
+#[derive(Debug)]
+pub struct PollObserver {
+    status: Arc<DaemonStatus>,
+    wake: Arc<Notify>,
+    notifier: Notifier,
+    ready_sent: bool,
+}
+
+impl PollObserver {
+    /// One beat ended (reported, or failed and logged by the loop).
+    pub fn on_beat(&mut self, beat: &Beat<'_>) {
+        self.status.beat(beat.status);
+        // Reconcile after each poll whatever the report did: desired state does not come from
+        // the hub yet. (The reconciler itself skips the pass while the hub blocks this host.)
+        self.wake.notify_one();
+        let line = self.status.line();
+        if !self.ready_sent {
+            self.ready_sent = true;
+            tracing::info!(status = %line, "felhom-agent ready");
+            self.notifier.ready(&line);
+        } else {
+            self.notifier.status(&line);
+        }
+    }
+}
+
+async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>) -> ExitCode {
+    let mut signals = match StopSignals::register() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register the SIGTERM/SIGINT handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let notifier = Notifier::from_env();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        api = %config.proxmox.api_url,
+        node = %config.proxmox.node,
+        hub = %config.hub.as_ref().map(|h| h.url.to_string()).unwrap_or_default(),
+        "felhom-agent starting"
+    );
+    if config.proxmox.tls == TlsSetting::InsecureSkipVerify {
+        tracing::warn!(
+            "proxmox.tls.insecure_skip_verify is true: the Proxmox API's certificate is NOT \
+             verified, anyone on the path can read the API token. Pin the certificate \
+             (proxmox.tls.fingerprint_sha256) or trust its CA (proxmox.tls.ca_file)"
+        );
+    }
+    if let Some(floor) = poll_floor {
+        tracing::warn!(
+            floor_ms = floor.as_millis() as u64,
+            "--poll-floor-ms is set: test-only poll interval floor"
+        );
+    }
+    let Some(hub_config) = config.hub.clone() else {
+        // Mode::Daemon makes the section required; this is the type system's view only.
+        eprintln!("felhom-agent: config: hub: required by the daemon");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let api = match pve::client(&config.proxmox) {
+        Ok(client) => Arc::new(client),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the Proxmox API client");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let hub = match HubClient::from_config(&hub_config) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the hub client");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+
+    let mut journal = durable::open_journal(&config.journal.path);
+    let verifier = durable::open_verifier(&config.authz.nonce_store, signers, &hub_config.host_id)
+        .map(Arc::new);
+    let status = Arc::new(DaemonStatus::new(journal.is_none()));
+    if journal.is_none() {
+        notifier.status(&status.line());
+    }
+
+    // Recovery before anything can mutate; a stop signal during it is a clean exit.
+    if let Some(j) = journal.clone() {
+        notifier.status("recovering in-flight operations");
+        tokio::select! {
+            ok = recover(&api, &j) => if !ok {
+                status.set_journal_less();
+                journal = None;
+            },
+            sig = signals.recv() => {
+                tracing::info!(signal = sig, "stopped during startup recovery");
+                notifier.stopping("stopped during startup recovery");
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+
+    let queue = Queue::new(NonZeroUsize::new(QUEUE_CONCURRENCY).unwrap_or(NonZeroUsize::MIN));
+    let engine_cancel = CancellationToken::new();
+    let engine =
+        Engine::new(Arc::clone(&api), queue.clone(), journal).with_options(EngineOptions {
+            cancel: engine_cancel.clone(),
+            ..EngineOptions::default()
+        });
+    let desired = Desired::from_config(config.reconcile.desired_state_file.as_deref());
+    match &desired {
+        Desired::File(p) => tracing::info!(file = %p.path().display(), "desired state from file"),
+        Desired::Empty(_) => tracing::info!("no desired state configured: nothing is reconciled"),
+    }
+    let reconciler = Arc::new(Reconciler {
+        engine,
+        desired,
+        verifier,
+        status: Arc::clone(&status),
+    });
+
+    let stop = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let mut observer = PollObserver {
+        status: Arc::clone(&status),
+        wake: Arc::clone(&wake),
+        notifier: notifier.clone(),
+        ready_sent: false,
+    };
+    let mut reconcile_task: JoinHandle<()> = tokio::spawn({
+        let reconciler = Arc::clone(&reconciler);
+        let stop = stop.clone();
+        async move { reconciler.run(wake, stop).await }
+    });
+    let mut settings = HeartbeatSettings::new(hub_config.host_id.clone(), hub_config.poll_interval);
+    if let Some(floor) = poll_floor {
+        settings.min_interval = floor;
+    }
+    let mut heartbeat_task: JoinHandle<()> = tokio::spawn({
+        let api = Arc::clone(&api);
+        let stop = stop.clone();
+        async move {
+            let prober = SystemctlProber::new();
+            let on_beat = move |beat: &Beat<'_>| observer.on_beat(beat);
+            heartbeat::run(api.as_ref(), &prober, &hub, &settings, stop, on_beat).await;
+        }
+    });
+
+    // Run until a stop signal, pinging the watchdog while the loops are healthy.
+    let mut watchdog = notifier
+        .watchdog_period()
+        .map(|period| tokio::time::interval_at(tokio::time::Instant::now() + period, period));
+    let mut failed = false;
+    let reason = loop {
+        tokio::select! {
+            sig = signals.recv() => break sig.to_owned(),
+            () = tick(&mut watchdog) => {
+                if status.healthy(tokio::time::Instant::now()) {
+                    notifier.watchdog();
+                } else {
+                    tracing::error!("a reconcile pass is stuck: withholding the watchdog ping");
+                }
+            }
+            r = &mut heartbeat_task => {
+                failed = true;
+                break format!("the heartbeat loop ended unexpectedly ({})", join_text(r));
+            }
+            r = &mut reconcile_task => {
+                failed = true;
+                break format!("the reconcile loop ended unexpectedly ({})", join_text(r));
+            }
+        }
+    };
+
+    // Both loops return once `shutdown` cancels them: the heartbeat at once (an in-flight
+    // report is dropped), the reconcile loop after its pass, which the queue drains.
+    let heartbeat = async {
+        if !heartbeat_task.is_finished() {
+            let _ = heartbeat_task.await;
+        }
+    };
+    let reconcile = async {
+        if !reconcile_task.is_finished() {
+            let _ = reconcile_task.await;
+        }
+    };
+    shutdown(
+        &reason,
+        &notifier,
+        &stop,
+        &queue,
+        &engine_cancel,
+        &mut signals,
+        async {
+            tokio::join!(heartbeat, reconcile);
+        },
+    )
+    .await;
+    if failed {
+        tracing::error!(%reason, "felhom-agent stopped after a failure");
+        ExitCode::FAILURE
+    } else {
+        tracing::info!("felhom-agent stopped");
+        ExitCode::SUCCESS
+    }
+}
+
+/// The next watchdog tick; never, without a watchdog.
+async fn tick(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn join_text(r: Result<(), tokio::task::JoinError>) -> String {
+    match r {
+        Ok(()) => "returned".to_owned(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Startup recovery, bounded; `false` when the journal became unusable (then journal-less).
+async fn recover(api: &Arc<PveClient>, journal: &SharedJournal) -> bool {
+    let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default();
+    let options = RecoveryOptions {
+        wait: WaitOptions {
+            timeout: RECOVERY_WAIT,
+            ..WaitOptions::default()
+        },
+    };
+    match recover_with(api.as_ref(), journal, now, &options).await {
+        Ok(summary) => {
+            if !summary.ops.is_empty() {
+                tracing::info!(
+                    succeeded = summary.succeeded(),
+                    failed = summary.failed(),
+                    left_in_flight = summary.left_in_flight(),
+                    "startup recovery closed the ops a stop or crash interrupted"
+                );
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                "{}: startup recovery cannot write to the op journal; continuing without it",
+                durable::JOURNAL_LESS
+            );
+            false
+        }
+    }
+}
+
+/// Stops the loops and drains the queue within the grace (a second signal cuts it short);
+/// `loops` ends when both loops have returned.
+async fn shutdown(
+    reason: &str,
+    notifier: &Notifier,
+    stop: &CancellationToken,
+    queue: &Queue,
+    engine_cancel: &CancellationToken,
+    signals: &mut StopSignals,
+    loops: impl Future<Output = ()>,
+) {
+    tracing::info!(
+        %reason,
+        grace_secs = DRAIN_GRACE.as_secs(),
+        queued = queue.queued(),
+        "stopping: no new polls or passes; draining the queue (guests are not touched)"
+    );
+    notifier.stopping(&format!("stopping ({reason}): draining the queue"));
+    stop.cancel();
+    tokio::pin!(loops);
+    let drain = async {
+        queue.close().await;
+        (&mut loops).await;
+    };
+    let drained = tokio::select! {
+        r = tokio::time::timeout(DRAIN_GRACE, drain) => r.is_ok(),
+        sig = signals.recv() => {
+            tracing::warn!(signal = sig, "second stop signal: not waiting for the queue");
+            false
+        }
+    };
+    if drained {
+        tracing::info!("queue drained");
+        return;
+    }
+    tracing::warn!(
+        "drain grace over: no longer waiting on Proxmox tasks (they keep running; the next \
+         start recovers them from the journal)"
+    );
+    engine_cancel.cancel();
+    let _ = tokio::time::timeout(CANCEL_GRACE, loops).await;
+}

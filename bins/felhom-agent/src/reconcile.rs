@@ -1,0 +1,131 @@
+//! The reconcile side of the daemon: the desired-state source from config, one pass after each
+//! poll (woken by the heartbeat) and nonce-store pruning on the same cadence. The engine does
+//! the work and logs it; this module decides when.
+
+use std::sync::Arc;
+
+use felhom_authz::{FileNonceStore, NonceStore, Verifier};
+use felhom_proxmox::ProxmoxApi;
+use felhom_reconcile::{
+    DesiredError, DesiredProvider, DesiredState, EmptyProvider, Engine, FileProvider, PassSummary,
+};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::status::DaemonStatus;
+
+/// Where desired state comes from: the operator's file when `reconcile.desired_state_file` is
+/// set, else nothing (a quiet no-op until the hub serves desired state).
+#[derive(Debug, Clone)]
+pub enum Desired {
+    /// `reconcile.desired_state_file`, re-read each pass.
+    File(FileProvider),
+    /// No desired state configured.
+    Empty(EmptyProvider),
+}
+
+impl Desired {
+    /// From the config's optional file.
+    pub fn from_config(file: Option<&std::path::Path>) -> Self {
+        match file {
+            Some(path) => Desired::File(FileProvider::new(path)),
+            None => Desired::Empty(EmptyProvider),
+        }
+    }
+
+    /// Whether anything can be desired (otherwise passes are quiet).
+    pub fn is_configured(&self) -> bool {
+        matches!(self, Desired::File(_))
+    }
+}
+
+impl DesiredProvider for Desired {
+    async fn desired(&self) -> Result<DesiredState, DesiredError> {
+        match self {
+            Desired::File(p) => p.desired().await,
+            Desired::Empty(p) => p.desired().await,
+        }
+    }
+}
+
+/// One reconcile pass per wake-up, plus the cadence chores.
+pub struct Reconciler<A: ProxmoxApi + 'static> {
+    /// The engine (shares the daemon's one queue).
+    pub engine: Engine<A>,
+    /// The desired-state source.
+    pub desired: Desired,
+    /// The signed-op verifier, whose nonce store is pruned on the cadence.
+    pub verifier: Option<Arc<Verifier<FileNonceStore>>>,
+    /// Shared status (for systemd's STATUS= and the watchdog).
+    pub status: Arc<DaemonStatus>,
+}
+
+impl<A: ProxmoxApi + 'static> std::fmt::Debug for Reconciler<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("engine", &self.engine)
+            .field("desired", &self.desired)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: ProxmoxApi + 'static> Reconciler<A> {
+    /// Runs one pass now; the summary, or `None` when the pass did not run. The engine logs
+    /// the pass and each action. With no desired state configured nothing can be planned, so no
+    /// pass runs at all (a normal, quiet state: no API calls, no log lines); while the hub's last
+    /// answer blocks this host, no desired state is applied either.
+    pub async fn pass(&self, now: OffsetDateTime) -> Option<PassSummary> {
+        if !self.desired.is_configured() {
+            tracing::trace!("no desired state configured: no reconcile pass");
+            return None;
+        }
+        if self.status.blocked() {
+            tracing::warn!("the hub has blocked this host: reconcile pass skipped");
+            return None;
+        }
+        let unix = u64::try_from(now.unix_timestamp()).unwrap_or_default();
+        let _running = self.status.pass_started();
+        let result = self.engine.run_pass(&self.desired, unix).await;
+        match result {
+            Ok(summary) => {
+                self.status.pass_done(Ok(&summary));
+                Some(summary)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile pass failed; the next poll retries");
+                self.status.pass_done(Err(&e.to_string()));
+                None
+            }
+        }
+    }
+
+    /// Drops expired nonces (off the async workers: it may compact and fsync the file).
+    pub async fn prune_nonces(&self, now: OffsetDateTime) {
+        let Some(verifier) = self.verifier.clone() else {
+            return;
+        };
+        let pruned = tokio::task::spawn_blocking(move || verifier.nonce_store().prune(now)).await;
+        match pruned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(pruned = n, "nonce store: expired nonces dropped"),
+            Ok(Err(e)) => tracing::error!(error = %e, "nonce store: pruning failed"),
+            Err(e) => tracing::error!(error = %e, "nonce store: pruning task did not finish"),
+        }
+    }
+
+    /// Runs a pass (and the chores) each time `wake` fires, until `stop` is cancelled. A wake-up
+    /// during a pass is kept and runs the next pass right after (never two at once).
+    pub async fn run(&self, wake: Arc<Notify>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = wake.notified() => {}
+            }
+            let now = OffsetDateTime::now_utc();
+            self.pass(now).await;
+            self.prune_nonces(now).await;
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The one-shot commands: `check-config` (redacted config, exit 0; every problem, exit 2),
+//! `--version`, usage errors, and the daemon refusing a bad config before starting anything.
+
+use serde_json::{json, Value};
+
+use crate::support::{run, workspace_file, HUB_KEY};
+
+const TOKEN_SECRET: &str = "0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff";
+
+fn doc() -> Value {
+    json!({
+        "proxmox": {
+            "api_url": "https://pve.example.test:8006",
+            "node": "pve",
+            "token_id": "felhom@pve!agent",
+            "token_secret": TOKEN_SECRET,
+            "tls": { "fingerprint_sha256": ["5F:40:6C:F3:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:7F:23"] }
+        },
+        "hub": { "url": "https://hub.example.test", "host_id": "pve-01", "api_key": HUB_KEY }
+    })
+}
+
+fn write(dir: &std::path::Path, doc: &Value) -> String {
+    let path = dir.join("agent.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn check_config_prints_the_redacted_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &doc());
+    for args in [
+        vec!["--config", path.as_str(), "check-config"],
+        vec!["check-config", "--config", path.as_str()],
+    ] {
+        let (code, out, err) = run(&args).await;
+        assert_eq!(code, 0, "{out}{err}");
+        let shown: Value = serde_json::from_str(&out).expect("stdout is the config as JSON");
+        assert_eq!(shown["proxmox"]["token_secret"], "[redacted]");
+        assert_eq!(shown["hub"]["api_key"], "[redacted]");
+        assert_eq!(shown["hub"]["poll_seconds"], 60);
+        assert_eq!(shown["log"]["level"], "info");
+        for text in [&out, &err] {
+            assert!(
+                !text.contains(TOKEN_SECRET) && !text.contains(HUB_KEY),
+                "{text}"
+            );
+        }
+    }
+    // The shipped example loads too.
+    let example = workspace_file("configs/agent.example.json");
+    let (code, out, err) = run(&["--config", example.to_str().unwrap(), "check-config"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test]
+async fn a_bad_config_lists_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = doc();
+    bad["hub"]["poll_seconds"] = json!(5);
+    bad["proxmox"]["token_id"] = json!("root");
+    bad["log"] = json!({ "level": "loud" });
+    bad["authz"] = json!({ "signers": [{
+        "key_id": "weak", "role": "operational",
+        "public_key": std::fs::read_to_string(workspace_file("testdata/sshsig/rsa1024.pub")).unwrap().trim()
+    }]});
+    let path = write(dir.path(), &bad);
+    let (code, out, err) = run(&["--config", &path, "check-config"]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    for key in ["hub.poll_seconds: ", "proxmox.token_id: ", "log.level: "] {
+        assert!(err.contains(key), "{key} missing in:\n{err}");
+    }
+    assert!(err.contains(&format!("config {path}: ")), "{err}");
+    assert!(
+        !err.contains(TOKEN_SECRET) && !err.contains(HUB_KEY),
+        "{err}"
+    );
+
+    // The weak key alone: found by felhom-authz, reported the same way.
+    let mut weak = doc();
+    weak["authz"] = bad["authz"].clone();
+    let path = write(dir.path(), &weak);
+    let (code, _, err) = run(&["--config", &path, "check-config"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("authz.signers[0].public_key: signer \"weak\": the rsa key has 1024 bits"),
+        "{err}"
+    );
+
+    // The daemon refuses the same config before starting anything.
+    let (code, _, err) = run(&["--config", &path]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("authz.signers[0].public_key"), "{err}");
+
+    // A missing file.
+    let missing = dir.path().join("missing.json");
+    let (code, _, err) = run(&["--config", missing.to_str().unwrap(), "check-config"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.json"), "{err}");
+}
+
+#[tokio::test]
+async fn version_and_usage() {
+    let (code, out, _) = run(&["--version"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        format!("felhom-agent {}", env!("CARGO_PKG_VERSION"))
+    );
+    let (code, _, _) = run(&["no-such-command"]).await;
+    assert_eq!(code, 2);
+    let (code, out, _) = run(&["--help"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("check-config") && out.contains("verify-op"),
+        "{out}"
+    );
+    assert!(!out.contains("poll-floor"), "{out}");
+}

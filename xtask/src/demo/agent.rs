@@ -1,0 +1,534 @@
+//! The daemon part of `cargo xtask demo`: the real `felhom-agent` binary against the PVE and
+//! hub simulators. A desired-state file differs from the simulated guests (guest 101 stopped but
+//! wanted running; guest 100 resized and given a description PVE hands back with a trailing
+//! newline); the steps show reports arriving at the hub, the guests converging (before/after
+//! table from the simulator's state), the next pass planning nothing, and a SIGTERM ending the
+//! daemon with exit status 0.
+//!
+//! The steps share one running daemon ([`AgentState`]); its log streams to the terminal as
+//! `agent | …` lines while the steps check what happened.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use felhom_hub_proto::{GuestReport, GuestStatus, HostReport};
+use felhom_journal::OpJournal;
+use felhom_pve_sim::{
+    GuestView, PveSim, DEFAULT_HUB_API_KEY, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
+};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+
+use super::Demo;
+
+/// The hub's poll interval in the demo, and the floor the daemon is told to accept. A real host
+/// reports every 60 s or more; the hidden, test-only `--poll-floor-ms` lets 2 s through so the
+/// demo shows several polls in seconds.
+pub const DEMO_POLL_SECONDS: u64 = 2;
+/// Longest wait for anything the daemon should do.
+const WAIT: Duration = Duration::from_secs(20);
+/// The daemon must exit this soon after SIGTERM (its drain grace is 20 s; here nothing runs).
+const STOP_WAIT: Duration = Duration::from_secs(25);
+/// The host id the demo configures.
+const HOST_ID: &str = "pve-01";
+/// The description the desired state sets on guest 100.
+const DESCRIPTION: &str = "web server, managed by felhom";
+/// 4 GiB, the memory the desired state asks of guest 100.
+const MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// The daemon's steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStep {
+    /// Write the config and desired state, check the config, start the daemon, wait for ready.
+    Start,
+    /// Reports arrive at the hub with the Bearer key.
+    Reports,
+    /// The guests converge to the desired state.
+    Converge,
+    /// The next pass plans nothing; the hub sees the converged guests.
+    Quiet,
+    /// SIGTERM: the queue drains, exit 0, nothing left in flight.
+    Stop,
+}
+
+impl AgentStep {
+    /// Every step with its title.
+    pub fn all() -> [(&'static str, AgentStep); 5] {
+        [
+            (
+                "felhom-agent daemon starts against both simulators (desired state differs from \
+                 the guests)",
+                AgentStep::Start,
+            ),
+            ("host reports arrive at the hub", AgentStep::Reports),
+            (
+                "the guests converge: 101 started, 100 resized and described",
+                AgentStep::Converge,
+            ),
+            (
+                "the next reconcile pass plans nothing (no drift, no flapping)",
+                AgentStep::Quiet,
+            ),
+            (
+                "SIGTERM: the daemon drains its queue and exits 0",
+                AgentStep::Stop,
+            ),
+        ]
+    }
+}
+
+/// The running daemon, shared by the steps.
+#[derive(Default)]
+pub struct AgentState {
+    running: tokio::sync::Mutex<Option<Running>>,
+}
+
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    printer: tokio::task::JoinHandle<()>,
+    /// The guests before the daemon started.
+    before: Vec<GuestView>,
+    /// The log line index where the converging pass was found.
+    converged_at: Option<usize>,
+    /// Mutating requests (config writes on 100, starts of 101) before the daemon started: the
+    /// self-tests made some.
+    mutations_before: (u64, u64),
+}
+
+impl Running {
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits for a log line after index `from` with every needle; its index.
+    async fn wait_for_line(&mut self, from: usize, needles: &[&str]) -> Result<usize> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let found = self
+                .lines()
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, l)| needles.iter().all(|n| l.contains(n)))
+                .map(|(i, _)| i);
+            if let Some(i) = found {
+                return Ok(i);
+            }
+            if Instant::now() >= deadline {
+                bail!("no log line with {needles:?} within {WAIT:?}");
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!("the daemon exited early ({status}) while waiting for {needles:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Runs one daemon step.
+pub async fn run(demo: &Demo, step: AgentStep) -> Result<()> {
+    let mut slot = demo.agent.running.lock().await;
+    match step {
+        AgentStep::Start => {
+            let running = start(demo).await?;
+            *slot = Some(running);
+            Ok(())
+        }
+        AgentStep::Reports => reports(demo).await,
+        AgentStep::Converge => {
+            converge(demo, slot.as_mut().context("the daemon is not running")?).await
+        }
+        AgentStep::Quiet => quiet(demo, slot.as_mut().context("the daemon is not running")?).await,
+        AgentStep::Stop => stop(demo, slot.take().context("the daemon is not running")?).await,
+    }
+}
+
+fn binary(demo: &Demo) -> Result<PathBuf> {
+    demo.binaries
+        .iter()
+        .find(|(name, _)| name == "felhom-agent")
+        .map(|(_, p)| p.clone())
+        .context("felhom-agent was not built")
+}
+
+/// The daemon's config: pinned to pve-sim, the hub's CA file, journal, nonce store and desired
+/// state in the demo's temp dir. Test values only: the simulators' fixed token and key.
+fn daemon_config(sim: &PveSim, hub_url: &str, dir: &Path) -> Value {
+    json!({
+        "proxmox": {
+            "api_url": sim.base_url(),
+            "node": sim.node(),
+            "token_id": DEFAULT_TOKEN_ID,
+            "token_secret": DEFAULT_TOKEN_SECRET,
+            "tls": { "fingerprint_sha256": [sim.fingerprint()] },
+            "timeout_seconds": 10
+        },
+        "hub": {
+            "url": hub_url,
+            "host_id": HOST_ID,
+            "api_key": DEFAULT_HUB_API_KEY,
+            "poll_seconds": 60,
+            "timeout_seconds": 10,
+            "ca_file": dir.join("hub-ca.pem")
+        },
+        "authz": { "nonce_store": dir.join("nonces.log"), "signers": [] },
+        "journal": { "path": dir.join("journal.log") },
+        "reconcile": { "desired_state_file": dir.join("desired.json") },
+        "log": { "level": "info", "format": "text" }
+    })
+}
+
+/// What the operator wants, differing from the simulated host.
+pub fn desired_state() -> Value {
+    json!({ "guests": [
+        { "vmid": 101, "run_state": "running" },
+        { "vmid": 100, "spec": { "cores": 4, "memory_bytes": MEMORY_BYTES }, "description": DESCRIPTION }
+    ]})
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(v)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+async fn start(demo: &Demo) -> Result<Running> {
+    let bin = binary(demo)?;
+    let dir = &demo.dir;
+    std::fs::write(dir.join("hub-ca.pem"), demo.hub.ca_pem()).context("writing the hub CA")?;
+    let config = dir.join("agent-daemon.json");
+    write_json(
+        &config,
+        &daemon_config(&demo.sim, &demo.hub.base_url(), dir),
+    )?;
+    write_json(&dir.join("desired.json"), &desired_state())?;
+    println!(
+        "hub      {} (answers every report with poll_interval_seconds={DEMO_POLL_SECONDS})",
+        demo.hub.base_url()
+    );
+    println!("config   {}", config.display());
+    println!(
+        "desired  {}: {}",
+        dir.join("desired.json").display(),
+        desired_state()
+    );
+    let before = demo.sim.state().guests();
+    let mutations_before = mutations(demo);
+    println!("\nguests before:");
+    print_table(&before);
+
+    println!(
+        "\n$ felhom-agent --config {} check-config",
+        config.display()
+    );
+    let checked = tokio::process::Command::new(&bin)
+        .args([
+            "--config".as_ref(),
+            config.as_os_str(),
+            "check-config".as_ref(),
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("running felhom-agent check-config")?;
+    let shown = String::from_utf8_lossy(&checked.stdout);
+    ensure!(
+        checked.status.success(),
+        "check-config failed: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    ensure!(
+        !shown.contains(DEFAULT_TOKEN_SECRET) && !shown.contains(DEFAULT_HUB_API_KEY),
+        "check-config printed a secret"
+    );
+    let redacted: Value = serde_json::from_str(&shown).context("check-config prints JSON")?;
+    println!(
+        "config valid; secrets shown as proxmox.token_secret={} hub.api_key={}",
+        redacted["proxmox"]["token_secret"], redacted["hub"]["api_key"]
+    );
+
+    let floor = (DEMO_POLL_SECONDS * 1000).to_string();
+    println!(
+        "\n$ felhom-agent --config {} run --poll-floor-ms {floor}\n  (--poll-floor-ms is hidden \
+         and test-only: it lets the hub's {DEMO_POLL_SECONDS} s interval through; a real host \
+         reports every 60 s or more)",
+        config.display()
+    );
+    let mut child = tokio::process::Command::new(&bin)
+        .args([
+            "--config".as_ref(),
+            config.as_os_str(),
+            "run".as_ref(),
+            "--poll-floor-ms".as_ref(),
+            floor.as_ref(),
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stderr = child.stderr.take().context("the daemon's stderr")?;
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    let printer = tokio::spawn(async move {
+        let mut r = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = r.next_line().await {
+            println!("  agent | {line}");
+            if let Ok(mut l) = sink.lock() {
+                l.push(line);
+            }
+        }
+    });
+    let mut running = Running {
+        child,
+        lines,
+        printer,
+        before,
+        converged_at: None,
+        mutations_before,
+    };
+    running.wait_for_line(0, &["felhom-agent ready"]).await?;
+    Ok(running)
+}
+
+async fn reports(demo: &Demo) -> Result<()> {
+    let reports = demo
+        .hub
+        .wait_for_reports(2, WAIT)
+        .await
+        .context("waiting for two host reports")?;
+    let expected = format!("Bearer {DEFAULT_HUB_API_KEY}");
+    for (i, r) in reports.iter().enumerate() {
+        ensure!(
+            r.authorization() == Some(expected.as_str()),
+            "report {} came without the configured Bearer key",
+            i + 1
+        );
+        println!("report #{}: {}", i + 1, describe(&r.report));
+    }
+    println!("every report carried `Authorization: Bearer <hub.api_key>` and parsed as the hub's HostReport");
+    Ok(())
+}
+
+/// One line about a report: host, collection time, each guest.
+fn describe(r: &HostReport) -> String {
+    let guests: Vec<String> = r.guests.iter().map(guest_line).collect();
+    format!(
+        "host {} (node {}, pve {}) at {}: {} guests: {}",
+        r.host_id,
+        r.host.node,
+        r.host.pve_version,
+        r.collected_at,
+        r.guests.len(),
+        guests.join("; ")
+    )
+}
+
+fn guest_line(g: &GuestReport) -> String {
+    let status = match g.status {
+        GuestStatus::Running => "running",
+        GuestStatus::Stopped => "stopped",
+        _ => "unknown",
+    };
+    let spec = g
+        .spec
+        .as_ref()
+        .map(|s| {
+            format!(
+                ", {} core{}, {} MiB",
+                s.cores,
+                if s.cores == 1 { "" } else { "s" },
+                s.memory_bytes / (1024 * 1024)
+            )
+        })
+        .unwrap_or_default();
+    format!("{} {} {status}{spec}", g.vmid, g.name)
+}
+
+async fn converge(demo: &Demo, running: &mut Running) -> Result<()> {
+    let at = running
+        .wait_for_line(0, &["reconcile pass done", "planned 2:", "0 failed"])
+        .await?;
+    running.converged_at = Some(at);
+    let after = demo.sim.state().guests();
+    println!("guests before:");
+    print_table(&running.before);
+    println!("guests after:");
+    print_table(&after);
+    let g = |vmid: u32| {
+        after
+            .iter()
+            .find(|g| g.vmid == vmid)
+            .with_context(|| format!("guest {vmid} is gone"))
+    };
+    let (web, db) = (g(100)?, g(101)?);
+    ensure!(db.running, "guest 101 is not running");
+    ensure!(
+        web.config.get("cores").map(String::as_str) == Some("4"),
+        "guest 100 has cores {:?}, not 4",
+        web.config.get("cores")
+    );
+    ensure!(
+        web.config.get("memory").map(String::as_str) == Some("4096"),
+        "guest 100 has memory {:?} MiB, not 4096",
+        web.config.get("memory")
+    );
+    ensure!(
+        web.description.as_deref().map(|d| d.trim_end_matches('\n')) == Some(DESCRIPTION),
+        "guest 100's description is {:?}",
+        web.description
+    );
+    println!(
+        "converged: PVE returns the description as {:?} (trailing newline added by PVE); the \
+         normalizer reads that as no drift",
+        web.description.as_deref().unwrap_or_default()
+    );
+    Ok(())
+}
+
+async fn quiet(demo: &Demo, running: &mut Running) -> Result<()> {
+    let from = running.converged_at.context("the guests never converged")? + 1;
+    let at = running
+        .wait_for_line(from, &["reconcile pass done", "planned 0:"])
+        .await?;
+    let line = running.lines().get(at).cloned().unwrap_or_default();
+    println!(
+        "next pass: {}",
+        line.split("summary=").nth(1).unwrap_or(&line)
+    );
+    let (writes, starts) = mutations(demo);
+    let (writes, starts) = (
+        writes - running.mutations_before.0,
+        starts - running.mutations_before.1,
+    );
+    ensure!(
+        writes == 1,
+        "guest 100's config was written {writes} times, expected once"
+    );
+    ensure!(
+        starts == 1,
+        "guest 101 was started {starts} times, expected once"
+    );
+    println!(
+        "mutating requests from the daemon over every pass so far: 1 config write (guest 100), 1 \
+         start (guest 101)"
+    );
+    // A report collected after the pass shows the converged guests to the hub.
+    let seen = demo.hub.report_count();
+    let reports = demo
+        .hub
+        .wait_for_reports(seen + 1, WAIT)
+        .await
+        .context("waiting for the next report")?;
+    if let Some(last) = reports.last() {
+        println!("latest report: {}", describe(&last.report));
+    }
+    Ok(())
+}
+
+/// Config writes on guest 100 and starts of guest 101 the simulator answered so far.
+fn mutations(demo: &Demo) -> (u64, u64) {
+    let state = demo.sim.state();
+    let node = demo.sim.node();
+    (
+        state.requests("PUT", &format!("/nodes/{node}/lxc/100/config")),
+        state.requests("POST", &format!("/nodes/{node}/lxc/101/status/start")),
+    )
+}
+
+async fn stop(demo: &Demo, mut running: Running) -> Result<()> {
+    let pid = running.child.id().context("the daemon already exited")?;
+    println!("$ kill -TERM {pid}");
+    let started = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    ensure!(killed.success(), "kill -TERM {pid} failed");
+    let status = tokio::time::timeout(STOP_WAIT, running.child.wait())
+        .await
+        .with_context(|| format!("the daemon did not exit within {STOP_WAIT:?} of SIGTERM"))?
+        .context("waiting for the daemon")?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), &mut running.printer).await;
+    println!(
+        "exit status {} after {:.1} s",
+        status
+            .code()
+            .map_or_else(|| status.to_string(), |c| c.to_string()),
+        started.elapsed().as_secs_f64()
+    );
+    ensure!(status.success(), "felhom-agent exited with {status}");
+    let lines = running.lines();
+    ensure!(
+        lines.iter().any(|l| l.contains("queue drained")),
+        "the daemon did not report a drained queue"
+    );
+    let (journal, _) =
+        OpJournal::open(demo.dir.join("journal.log")).context("opening the op journal")?;
+    ensure!(
+        journal.in_flight().is_empty(),
+        "ops left in flight: {:?}",
+        journal.in_flight()
+    );
+    println!(
+        "op journal: {} ops, none in flight; guests still as desired (a stop never touches them)",
+        journal.len()
+    );
+    let all = lines.join("\n");
+    ensure!(
+        !all.contains(DEFAULT_TOKEN_SECRET) && !all.contains(DEFAULT_HUB_API_KEY),
+        "the daemon's log contains a secret"
+    );
+    Ok(())
+}
+
+/// The guests as a small table: run state, cores, memory, description (quoted, so PVE's
+/// trailing newline shows).
+fn print_table(guests: &[GuestView]) {
+    println!(
+        "  {:<5} {:<8} {:>5} {:>8}  description",
+        "vmid", "state", "cores", "memory"
+    );
+    for g in guests {
+        let get = |k: &str| g.config.get(k).cloned().unwrap_or_else(|| "-".to_owned());
+        println!(
+            "  {:<5} {:<8} {:>5} {:>8}  {:?}",
+            g.vmid,
+            if g.running { "running" } else { "stopped" },
+            get("cores"),
+            format!("{} MiB", get("memory")),
+            g.description.as_deref().unwrap_or("")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_desired_state_differs_from_the_default_simulated_host() {
+        let d = desired_state();
+        let guests = d["guests"].as_array().unwrap();
+        assert_eq!(guests.len(), 2);
+        assert_eq!(guests[0]["run_state"], "running");
+        assert_eq!(guests[1]["spec"]["memory_bytes"], MEMORY_BYTES);
+        // The default simulated host describes guest 100 as "web server".
+        assert_ne!(DESCRIPTION, "web server");
+    }
+
+    #[test]
+    fn the_steps_run_in_order_and_end_with_the_stop() {
+        let all = AgentStep::all();
+        assert_eq!(all[0].1, AgentStep::Start);
+        assert_eq!(all[all.len() - 1].1, AgentStep::Stop);
+        assert!(all.iter().all(|(t, _)| !t.is_empty()));
+    }
+}
