@@ -16,7 +16,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/felhom-agent/agent.json";
 #[derive(Debug, Parser)]
 #[command(name = "felhom-selftest", version, about, long_about)]
 pub struct Cli {
-    /// The agent's config file (only the `proxmox` section is needed).
+    /// The agent's config file (the `proxmox` section; `hub` too for the hub test).
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
@@ -51,6 +51,10 @@ pub enum Command {
     /// For each capability of the agent: ready, or which privilege is missing on which path
     /// (from /access/permissions).
     Privileges,
+    /// One round trip to the hub: collects this host's report (read-only, as the agent does),
+    /// POSTs it to hub.url with hub.api_key, decodes the envelope the hub answers, and prints
+    /// both. The hub records the report like any other. Needs the `hub` section.
+    Hub,
 }
 
 impl Command {
@@ -58,6 +62,7 @@ impl Command {
     pub fn mode(&self) -> Mode {
         match self {
             Command::Read | Command::Task { .. } | Command::Privileges => Mode::SelftestProxmox,
+            Command::Hub => Mode::SelftestHub,
         }
     }
 
@@ -67,6 +72,7 @@ impl Command {
             Command::Read => "read",
             Command::Task { .. } => "task",
             Command::Privileges => "privileges",
+            Command::Hub => "hub",
         }
     }
 }
@@ -132,7 +138,7 @@ mod tests {
             &["task"][..],
             &["task", "--vmid", "99"],
             &["task", "--vmid", "abc"],
-            &["hub"],
+            &["hub", "--vmid", "100"],
             &["read", "--bogus"],
         ] {
             let e = parse(args).unwrap_err();
@@ -155,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn every_command_validates_the_proxmox_section_only() {
+    fn only_the_hub_test_needs_the_hub_section() {
         for c in [
             Command::Read,
             Command::Task { vmid: 100 },
@@ -163,5 +169,9 @@ mod tests {
         ] {
             assert_eq!(c.mode(), Mode::SelftestProxmox, "{}", c.name());
         }
+        let hub = parse(&["--json", "hub"]).unwrap();
+        assert_eq!(hub.subcommand(), Command::Hub);
+        assert_eq!(hub.subcommand().name(), "hub");
+        assert_eq!(Command::Hub.mode(), Mode::SelftestHub);
     }
 }

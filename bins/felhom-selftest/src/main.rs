@@ -1,13 +1,16 @@
 //! felhom-selftest: checks a Proxmox host's API, token and privileges for the felhom agent.
 //!
-//! Thin: parses the command line, sets up logging, loads the config, builds the client and
-//! hands over to the subcommand's module (`read`, `task`, `privileges`), then prints the check
-//! list and exits 0 (all passed), 1 (a check failed) or 2 (usage or config error).
+//! Thin: parses the command line, sets up logging, loads the config, builds the clients and
+//! hands over to the subcommand's module (`read`, `task`, `privileges`, `hub`), then prints
+//! the check list (and any attached documents) and exits 0 (all passed), 1 (a check failed)
+//! or 2 (usage or config error).
 //!
 //! Never: change anything on the host outside `task` (and there only what it undoes), or
-//! print the token secret (the config, the client and their errors all redact it).
+//! print the token secret or the hub key (the config, the clients and their errors all redact
+//! them).
 
 mod cli;
+mod hub;
 mod privileges;
 mod read;
 mod report;
@@ -19,7 +22,9 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use felhom_agent_core::cloudflared::SystemctlProber;
 use felhom_agent_core::config::{Config, ConfigError};
+use felhom_agent_core::hub::{HubClient, HubClientError};
 use felhom_agent_core::pve;
 use felhom_proxmox::{PveClient, TlsTrust, WaitOptions};
 use serde_json::json;
@@ -39,7 +44,12 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let command = cli.subcommand();
 
-    let (config, client, trust) = match setup(&cli.config, &command) {
+    let Setup {
+        config,
+        client,
+        trust,
+        hub,
+    } = match setup(&cli.config, &command) {
         Ok(s) => s,
         Err(problem) => {
             problem.print(cli.json);
@@ -73,6 +83,7 @@ fn main() -> ExitCode {
         config: &config,
         client: &client,
         trust: &trust,
+        hub: hub.as_ref(),
     };
     runtime.block_on(run(&command, &ctx, &mut report));
 
@@ -80,7 +91,8 @@ fn main() -> ExitCode {
     let printed = if cli.json {
         writeln!(out, "{:#}", report.to_json())
     } else {
-        writeln!(out, "{}", report.summary_line())
+        write!(out, "{}", report.attachments_text())
+            .and_then(|()| writeln!(out, "{}", report.summary_line()))
     };
     if printed.is_err() {
         // The verdict still reaches the caller through the exit status.
@@ -99,6 +111,8 @@ struct Ctx<'a> {
     client: &'a PveClient,
     /// The configured TLS trust, for comparing pins with what the node reports.
     trust: &'a TlsTrust,
+    /// The hub client, built only for the hub test.
+    hub: Option<&'a HubClient>,
 }
 
 /// Runs one subcommand: each lives in its own module.
@@ -109,6 +123,22 @@ async fn run(command: &Command, ctx: &Ctx<'_>, report: &mut Report) {
             read::run(ctx.client, ctx.trust, token_id, report).await
         }
         Command::Privileges => privileges::run(ctx.client, report).await,
+        Command::Hub => match (&ctx.config.hub, ctx.hub) {
+            (Some(config), Some(client)) => {
+                let prober = SystemctlProber::new();
+                hub::run(
+                    ctx.client,
+                    &prober,
+                    config,
+                    client,
+                    SystemTime::now(),
+                    report,
+                )
+                .await
+            }
+            // `Mode::SelftestHub` requires the section and `setup` builds the client with it.
+            _ => report.fail("hub_config", "the config has no hub section"),
+        },
         Command::Task { vmid } => {
             let test = task::TaskTest {
                 vmid: *vmid,
@@ -150,10 +180,11 @@ async fn on_interrupt(cancel: CancellationToken) {
     }
 }
 
-/// Why the tests could not start: the config (all its problems) or the client settings.
+/// Why the tests could not start: the config (all its problems) or a client's settings.
 enum SetupError {
     Config { path: String, error: ConfigError },
     Client(pve::PveConfigError),
+    Hub(HubClientError),
 }
 
 impl SetupError {
@@ -171,6 +202,7 @@ impl SetupError {
             ),
             SetupError::Config { error, .. } => (error.to_string(), Vec::new()),
             SetupError::Client(e) => (e.to_string(), Vec::new()),
+            SetupError::Hub(e) => (e.to_string(), Vec::new()),
         };
         eprintln!("felhom-selftest: {message}");
         if json {
@@ -180,8 +212,18 @@ impl SetupError {
     }
 }
 
-/// Loads the config for `command` (the process environment overlays it) and builds the client.
-fn setup(path: &Path, command: &Command) -> Result<(Config, PveClient, TlsTrust), SetupError> {
+/// What `setup` builds: the config, the Proxmox client and its trust, and the hub client
+/// (only for the hub test).
+struct Setup {
+    config: Config,
+    client: PveClient,
+    trust: TlsTrust,
+    hub: Option<HubClient>,
+}
+
+/// Loads the config for `command` (the process environment overlays it) and builds the
+/// clients it needs.
+fn setup(path: &Path, command: &Command) -> Result<Setup, SetupError> {
     // Variables that are not Unicode cannot be FELHOM_AGENT_* settings: skip, don't panic.
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
@@ -191,7 +233,16 @@ fn setup(path: &Path, command: &Command) -> Result<(Config, PveClient, TlsTrust)
     })?;
     let trust = pve::tls_trust(&config.proxmox.tls).map_err(SetupError::Client)?;
     let client = pve::client(&config.proxmox).map_err(SetupError::Client)?;
-    Ok((config, client, trust))
+    let hub = match (command, &config.hub) {
+        (Command::Hub, Some(hub)) => Some(HubClient::from_config(hub).map_err(SetupError::Hub)?),
+        _ => None,
+    };
+    Ok(Setup {
+        config,
+        client,
+        trust,
+        hub,
+    })
 }
 
 /// Logs go to stderr (stdout is the report), warnings only unless `-v` or `RUST_LOG` asks.

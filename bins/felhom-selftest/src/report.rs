@@ -1,11 +1,15 @@
 //! The check list every subcommand fills: `Check` (name, ok, detail), `Report` with its text
-//! and JSON renderings, and `describe`, which turns a Proxmox error into the one line an
+//! and JSON renderings (and documents attached to it, such as the hub test's report and
+//! envelope), and `describe`, which turns a Proxmox error into the one line an
 //! operator needs (the missing privilege, the fingerprint actually seen, ...).
 
 use std::io::Write;
 
 use felhom_proxmox::{HttpError, ProxmoxError, TlsFailure};
 use serde_json::{json, Value};
+
+/// The JSON rendering's own fields, which no attachment may replace.
+const RESERVED_KEYS: [&str; 4] = ["command", "ok", "checks", "summary"];
 
 /// One check: what was checked, whether it passed, and what was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +58,8 @@ impl Check {
 pub struct Report {
     command: &'static str,
     checks: Vec<Check>,
+    /// Documents shown with the checks (`key` -> JSON), in the order attached.
+    attachments: Vec<(&'static str, Value)>,
     /// Print each check to stdout as it is recorded (text mode), so a person watching a slow
     /// task test sees progress.
     echo: bool,
@@ -65,6 +71,7 @@ impl Report {
         Report {
             command,
             checks: Vec::new(),
+            attachments: Vec::new(),
             echo,
         }
     }
@@ -90,6 +97,25 @@ impl Report {
         self.push(Check::fail(name, detail));
     }
 
+    /// Attaches a document: a field `key` of the JSON rendering, and in text mode a
+    /// pretty-printed block after the checks. `key` must not be one of the JSON rendering's own
+    /// fields (`command`, `ok`, `checks`, `summary`).
+    pub fn attach(&mut self, key: &'static str, value: Value) {
+        debug_assert!(
+            !RESERVED_KEYS.contains(&key),
+            "attachment key {key} clashes with the report's own"
+        );
+        self.attachments.push((key, value));
+    }
+
+    /// The attachments as text: `key:` then the pretty JSON, one block each; empty if none.
+    pub fn attachments_text(&self) -> String {
+        self.attachments
+            .iter()
+            .map(|(key, value)| format!("{key}:\n{value:#}\n"))
+            .collect()
+    }
+
     /// How many passed.
     pub fn passed(&self) -> usize {
         self.checks.iter().filter(|c| c.ok).count()
@@ -110,9 +136,10 @@ impl Report {
         format!("{} passed, {} failed", self.passed(), self.failed())
     }
 
-    /// `{"command", "ok", "checks": [{name, ok, detail}], "summary": {passed, failed}}`.
+    /// `{"command", "ok", "checks": [{name, ok, detail}], "summary": {passed, failed}}` plus
+    /// one field per attachment.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut doc = json!({
             "command": self.command,
             "ok": self.all_passed(),
             "checks": self
@@ -121,7 +148,15 @@ impl Report {
                 .map(|c| json!({ "name": c.name, "ok": c.ok, "detail": c.detail }))
                 .collect::<Vec<_>>(),
             "summary": { "passed": self.passed(), "failed": self.failed() },
-        })
+        });
+        if let Value::Object(fields) = &mut doc {
+            for (key, value) in &self.attachments {
+                if !RESERVED_KEYS.contains(key) {
+                    fields.insert((*key).to_owned(), value.clone());
+                }
+            }
+        }
+        doc
     }
 }
 
@@ -229,6 +264,23 @@ mod tests {
         assert_eq!(v["checks"][1]["name"], "guests");
         assert_eq!(v["checks"][1]["ok"], false);
         assert_eq!(v["checks"][1]["detail"], "none visible");
+    }
+
+    #[test]
+    fn attachments_become_json_fields_and_text_blocks() {
+        let mut r = Report::new("hub", false);
+        assert_eq!(r.attachments_text(), "");
+        r.pass("collect", "node pve");
+        r.attach("report", json!({ "host_id": "pve-01" }));
+        r.attach("envelope", json!({ "blocked": false }));
+        let v = r.to_json();
+        assert_eq!(v["report"]["host_id"], "pve-01");
+        assert_eq!(v["envelope"]["blocked"], false);
+        assert_eq!(v["command"], "hub");
+        assert_eq!(
+            r.attachments_text(),
+            "report:\n{\n  \"host_id\": \"pve-01\"\n}\nenvelope:\n{\n  \"blocked\": false\n}\n"
+        );
     }
 
     fn api(status: u16, message: &str) -> ProxmoxError {

@@ -3,6 +3,7 @@
 //! child process with a config written to a temp dir.
 
 mod config;
+mod hub;
 mod privileges;
 mod read;
 mod support;

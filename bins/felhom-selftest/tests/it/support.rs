@@ -1,5 +1,5 @@
 //! Shared harness: start a simulator, write a config pinned to it, run the binary, and check
-//! that no run ever prints the token secret.
+//! that no run ever prints the token secret or the hub key.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use felhom_pve_sim::{
     Acl, PveSim, SimConfig, TokenSpec, ADMINISTRATOR_PRIVILEGES, AGENT_PRIVILEGES,
-    DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
+    DEFAULT_HUB_API_KEY, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -58,7 +58,11 @@ impl Host {
     /// Rewrites the config file with this `proxmox` section (no hub: the proxmox self-tests
     /// run without one).
     pub fn write_config(&self, proxmox: Value) {
-        let doc = json!({ "proxmox": proxmox });
+        self.write_doc(json!({ "proxmox": proxmox }));
+    }
+
+    /// Rewrites the config file with the whole document `doc`.
+    pub fn write_doc(&self, doc: Value) {
         std::fs::write(&self.config, serde_json::to_vec_pretty(&doc).unwrap())
             .expect("write config");
     }
@@ -170,7 +174,8 @@ impl Run {
 }
 
 /// Runs the built binary with `args` and a clean environment (no stray `FELHOM_AGENT_*`
-/// overlay, no `RUST_LOG`), and checks that the token secret appears nowhere in its output.
+/// overlay, no `RUST_LOG`), and checks that neither the token secret nor the hub simulator's
+/// default key appears anywhere in its output.
 pub async fn selftest(args: &[&str]) -> Run {
     finish(spawn(args), args).await
 }
@@ -201,6 +206,10 @@ async fn finish(child: tokio::process::Child, args: &[&str]) -> Run {
         assert!(
             !text.contains(DEFAULT_TOKEN_SECRET),
             "the token secret reached {stream} of {args:?}:\n{text}"
+        );
+        assert!(
+            !text.contains(DEFAULT_HUB_API_KEY),
+            "the hub key reached {stream} of {args:?}:\n{text}"
         );
     }
     run
