@@ -9,12 +9,13 @@
 //! desired-state file, a quiet second pass, and a clean SIGTERM.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+use crate::cargo::Profile;
 use felhom_pve_sim::{
     GuestView, HubSim, HubSimConfig, PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
 };
@@ -103,7 +104,7 @@ fn steps() -> Vec<Step> {
 /// Entry point of `cargo xtask demo`.
 pub fn run(root: &Path) -> Result<()> {
     header("building the binaries");
-    let binaries = build(root, &["felhom-selftest", "felhom-agent"])?;
+    let binaries = crate::cargo::build(root, &["felhom-selftest", "felhom-agent"], Profile::Dev)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -294,86 +295,6 @@ fn write_config(sim: &PveSim, path: &Path) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Builds `packages` with the cargo that runs this xtask (same toolchain, same target dir)
-/// and returns each binary's path, read from cargo's own build messages.
-fn build(root: &Path, packages: &[&str]) -> Result<Vec<(String, PathBuf)>> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(root)
-        .args(["build", "--message-format=json-render-diagnostics"]);
-    // `cargo run` gave this process the xtask package's own variables; build scripts (ring's)
-    // watch some of them, so passing them on would rebuild those crates on every run.
-    for (key, _) in std::env::vars_os() {
-        if let Some(k) = key.to_str() {
-            if is_package_variable(k) {
-                cmd.env_remove(k);
-            }
-        }
-    }
-    for p in packages {
-        cmd.args(["-p", p]);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("running {}", cargo.to_string_lossy()))?;
-    let mut built = Vec::new();
-    let stdout = child.stdout.take().context("cargo's stdout")?;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("reading cargo's messages")?;
-        if let Some((name, exe)) = executable(&line) {
-            if packages.contains(&name.as_str()) {
-                built.push((name, exe));
-            }
-        }
-    }
-    let status = child.wait().context("waiting for cargo build")?;
-    if !status.success() {
-        bail!("cargo build failed ({status})");
-    }
-    for p in packages {
-        if !built.iter().any(|(name, _)| name == p) {
-            bail!("cargo build reported no executable for {p}");
-        }
-    }
-    for (name, path) in &built {
-        println!("built    {name}: {}", path.display());
-    }
-    Ok(built)
-}
-
-/// Variables cargo sets for the package it runs (not configuration of cargo itself).
-fn is_package_variable(key: &str) -> bool {
-    key.starts_with("CARGO_PKG_")
-        || matches!(
-            key,
-            "CARGO_MANIFEST_DIR"
-                | "CARGO_MANIFEST_PATH"
-                | "CARGO_MANIFEST_LINKS"
-                | "CARGO_CRATE_NAME"
-                | "CARGO_BIN_NAME"
-                | "CARGO_PRIMARY_PACKAGE"
-                | "OUT_DIR"
-        )
-}
-
-/// A `compiler-artifact` message for a binary: its target name and executable path.
-fn executable(line: &str) -> Option<(String, PathBuf)> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    if v["reason"] != "compiler-artifact" {
-        return None;
-    }
-    let is_bin = v["target"]["kind"].as_array()?.iter().any(|k| k == "bin");
-    if !is_bin {
-        return None;
-    }
-    Some((
-        v["target"]["name"].as_str()?.to_owned(),
-        PathBuf::from(v["executable"].as_str()?),
-    ))
-}
-
 fn header(title: &str) {
     println!("\n=== {title}");
 }
@@ -381,46 +302,6 @@ fn header(title: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn binaries_are_found_in_cargo_messages() {
-        let bin = r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"felhom-selftest"},"executable":"/t/debug/felhom-selftest"}"#;
-        assert_eq!(
-            executable(bin),
-            Some((
-                "felhom-selftest".to_owned(),
-                PathBuf::from("/t/debug/felhom-selftest")
-            ))
-        );
-        let lib = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"felhom_proxmox"},"executable":null}"#;
-        assert_eq!(executable(lib), None);
-        assert_eq!(
-            executable(r#"{"reason":"build-finished","success":true}"#),
-            None
-        );
-        assert_eq!(executable("not json"), None);
-    }
-
-    #[test]
-    fn only_the_run_packages_variables_are_dropped() {
-        for k in [
-            "CARGO_PKG_NAME",
-            "CARGO_PKG_VERSION_MAJOR",
-            "CARGO_MANIFEST_DIR",
-            "OUT_DIR",
-        ] {
-            assert!(is_package_variable(k), "{k}");
-        }
-        for k in [
-            "CARGO_TARGET_DIR",
-            "CARGO_HOME",
-            "CARGO",
-            "CARGO_BUILD_JOBS",
-            "PATH",
-        ] {
-            assert!(!is_package_variable(k), "{k}");
-        }
-    }
 
     #[test]
     fn every_step_has_a_title_and_runs_a_built_binary_or_a_check() {

@@ -1,5 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust (demo, golden, vectors, bench, live).
 
+mod bench;
+mod cargo;
 mod demo;
 mod vectors;
 
@@ -17,8 +19,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the PVE simulator on loopback and run the self-tests against it, step by step.
+    /// The main job on the embedded default: simulators on loopback, self-tests, then the daemon
+    /// reporting and converging a desired state, step by step; exits by itself.
     Demo,
+    /// Measure the SPEC budgets, each next to an anchor measured in the same run (a debug xtask
+    /// re-runs itself in release).
+    Bench(bench::BenchArgs),
+    /// Run the self-tests against a real Proxmox host (never in CI): read, privileges, and hub when
+    /// the config has a hub section. Changes nothing on the host.
+    Live {
+        /// The agent config naming the host, token and TLS trust.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Check the host-report golden file against the wire types (`--bless` rewrites it).
     Golden {
         #[arg(long)]
@@ -38,6 +51,11 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo => demo::run(&root()),
+        // The budgets are about the product, so they are measured in release: a debug xtask
+        // hands the same arguments to a release build of itself.
+        Command::Bench(_) if cfg!(debug_assertions) => cargo::rerun_in_release(&root()),
+        Command::Bench(args) => bench::run(args),
+        Command::Live { config } => live(&config),
         Command::Golden { bless } => golden(bless),
         Command::Vectors => vectors::run(&root().join("testdata/sshsig")),
     }
@@ -59,5 +77,40 @@ fn golden(bless: bool) -> Result<()> {
             "golden: {} drifted from the wire types:\n{drift}",
             path.display()
         ),
+    }
+}
+
+/// `live`: the read-only self-tests against a real host, with the built `felhom-selftest`.
+fn live(config: &std::path::Path) -> Result<()> {
+    let built = cargo::build(&root(), &["felhom-selftest"], cargo::Profile::Dev)?;
+    let (_, selftest) = built
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("cargo reported no felhom-selftest executable"))?;
+    let has_hub = std::fs::read(config)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("hub").is_some());
+    let mut checks = vec!["read", "privileges"];
+    if has_hub {
+        checks.push("hub");
+    }
+    let mut failed = Vec::new();
+    for check in checks {
+        println!("\n=== felhom-selftest {check}");
+        let status = std::process::Command::new(&selftest)
+            .arg("--config")
+            .arg(config)
+            .arg(check)
+            .status()?;
+        if !status.success() {
+            failed.push(check);
+        }
+    }
+    if failed.is_empty() {
+        println!("\nlive: every self-test passed");
+        Ok(())
+    } else {
+        bail!("live: failed: {}", failed.join(", "))
     }
 }

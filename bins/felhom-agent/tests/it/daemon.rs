@@ -452,6 +452,11 @@ async fn startup_recovery_closes_an_op_a_crash_left_in_flight() {
         .wait_for_reports(1, WAIT)
         .await
         .expect("then reports");
+    // The hub records a report before the daemon has read the answer: wait for the daemon's
+    // own line, or a stop could cancel the beat between the two.
+    daemon
+        .wait_for_lines(&["first host report accepted"], 1, WAIT)
+        .await;
     let log = daemon.stop().await;
     // Recovery came before the first report.
     let recovered = log.find("startup recovery closed the ops").unwrap();
