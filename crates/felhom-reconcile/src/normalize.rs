@@ -39,6 +39,15 @@ pub trait Normalizer: Send + Sync + fmt::Debug {
     fn desired(&self, value: &Value) -> Option<Value> {
         self.actual(value)
     }
+
+    /// Whether desired text and the text PVE reported (`None`: the key is absent) have the
+    /// same canonical form. The default builds the [`Value`]s and compares them; a normalizer
+    /// on a hot text field (the description, once per guest per pass) overrides it to compare
+    /// without allocating. An override must agree with the default.
+    fn equivalent_text(&self, desired: &str, actual: Option<&str>) -> bool {
+        let actual = actual.and_then(|text| self.actual(&Value::Text(text.to_owned())));
+        self.desired(&Value::Text(desired.to_owned())) == actual
+    }
 }
 
 /// What PVE reads back after storing `text` as an LXC description (PVE-API.md §7.1), or `None`
@@ -72,6 +81,16 @@ impl Normalizer for DescriptionNormalizer {
             Value::Text(text) => pve_description_roundtrip(text).map(Value::Text),
             other => Some(other.clone()),
         }
+    }
+
+    fn equivalent_text(&self, desired: &str, actual: Option<&str>) -> bool {
+        // The canonical form is the body plus one newline (or nothing for an empty body), so
+        // two texts are equivalent exactly when their bodies are.
+        fn body(text: &str) -> Option<&str> {
+            let body = text.trim_end_matches('\n');
+            (!body.is_empty()).then_some(body)
+        }
+        body(desired) == actual.and_then(body)
     }
 }
 
@@ -235,6 +254,15 @@ impl NormalizerRegistry {
     pub fn equivalent(&self, field: &str, desired: &Value, actual: Option<&Value>) -> bool {
         let actual = actual.and_then(|value| self.actual(field, value));
         self.desired(field, desired) == actual
+    }
+
+    /// [`NormalizerRegistry::equivalent`] for text on both sides, without building [`Value`]s
+    /// (allocation-free for the built-in normalizers and for unregistered fields).
+    pub fn equivalent_text(&self, field: &str, desired: &str, actual: Option<&str>) -> bool {
+        match self.by_field.get(field) {
+            Some(normalizer) => normalizer.equivalent_text(desired, actual),
+            None => actual == Some(desired),
+        }
     }
 }
 
@@ -516,5 +544,32 @@ mod tests {
             let once = registry.actual(field, &value).expect("set");
             assert_eq!(registry.actual(field, &once), Some(once.clone()), "{field}");
         }
+    }
+
+    /// The allocation-free text comparison must agree with the `Value` one, for the built-in
+    /// description override, for an unregistered field and for a normalizer using the default.
+    #[test]
+    fn text_comparison_agrees_with_value_comparison() {
+        let mut registry = NormalizerRegistry::pve();
+        registry.register("tags", UnorderedListNormalizer::default());
+        let texts = [
+            "", "\n", "\n\n", "a", "a\n", "a\n\n", "\na", "\na\n", "a\nb", "a\n\nb\n", "A", " a",
+            "a ", "b;a", "a;b", "a;b;",
+        ];
+        for field in ["description", "hostname", "tags"] {
+            for desired in texts {
+                for actual in texts.iter().copied().map(Some).chain([None]) {
+                    assert_eq!(
+                        registry.equivalent_text(field, desired, actual),
+                        registry.equivalent(field, &text(desired), actual.map(text).as_ref()),
+                        "{field}: {desired:?} vs {actual:?}"
+                    );
+                }
+            }
+        }
+        assert!(registry.equivalent_text("description", "web", Some("web\n\n")));
+        assert!(!registry.equivalent_text("description", "web", Some("web \n")));
+        assert!(registry.equivalent_text("description", "\n", None));
+        assert!(!registry.equivalent_text("description", "web", None));
     }
 }

@@ -263,11 +263,8 @@ fn config_changes(
     normalizers: &NormalizerRegistry,
 ) -> ConfigChanges {
     let mut changes = ConfigChanges::default();
-    let spec = want
-        .spec
-        .as_ref()
-        .cloned()
-        .unwrap_or_else(GuestSpec::default);
+    let unmanaged = GuestSpec::default();
+    let spec = want.spec.as_ref().unwrap_or(&unmanaged);
     if let Some(cores) = spec.cores {
         let desired = Value::Int(i64::from(cores));
         if drifted(normalizers, "cores", &desired, have.cores.map(u64::from)) {
@@ -284,9 +281,10 @@ fn config_changes(
     changes.memory = size_change(normalizers, "memory", spec.memory_bytes, have.memory_mib);
     changes.swap = size_change(normalizers, "swap", spec.swap_bytes, have.swap_mib);
     if let Some(text) = &want.description {
-        let desired = Value::Text(text.clone());
-        let actual = have.description.as_ref().map(|d| Value::Text(d.clone()));
-        if !normalizers.equivalent("description", &desired, actual.as_ref()) {
+        // Text to text without building `Value`s: this runs for every described guest each
+        // pass, and drift (the only case that needs a `Value`) is the exception.
+        if !normalizers.equivalent_text("description", text, have.description.as_deref()) {
+            let desired = Value::Text(text.clone());
             if normalizers.desired("description", &desired).is_some() {
                 // The operator's text, not the canonical form: PVE adds the newline itself,
                 // and the canonical form could exceed PVE's 8192-character limit by one.
