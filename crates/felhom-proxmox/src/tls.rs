@@ -179,8 +179,8 @@ impl TlsTrust {
                 if pins.is_empty() {
                     return Err(TlsConfigError::NoPins);
                 }
-                let verifier = PinnedVerifier {
-                    pins: pins.clone(),
+                let verifier = LeafVerifier {
+                    leaf: LeafTrust::Pinned(pins.clone()),
                     algs,
                 };
                 builder
@@ -201,7 +201,10 @@ impl TlsTrust {
                 );
                 builder
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyCertVerifier { algs }))
+                    .with_custom_certificate_verifier(Arc::new(LeafVerifier {
+                        leaf: LeafTrust::Any,
+                        algs,
+                    }))
                     .with_no_client_auth()
             }
         };
@@ -246,18 +249,29 @@ fn load_system_roots() -> Result<RootCertStore, TlsConfigError> {
     Ok(roots)
 }
 
-/// Trusts a leaf by its SHA-256 fingerprint, then verifies the handshake signature with it.
+/// Which leaf certificates a [`LeafVerifier`] accepts.
+#[derive(Debug)]
+enum LeafTrust {
+    /// A leaf whose SHA-256 fingerprint is one of these (certificates get renewed: a list).
+    Pinned(Vec<Fingerprint>),
+    /// Any leaf: `insecure_skip_verify`, named explicitly and warned about at every build.
+    Any,
+}
+
+/// Trusts a leaf by its pinned SHA-256 fingerprint (or, insecure, any leaf), then ALWAYS
+/// verifies the TLS 1.2/1.3 handshake signature with it: a verifier that skipped that would
+/// accept an impostor presenting the pinned certificate without its key.
 ///
 /// Name and validity period are deliberately not checked: the pin is the trust anchor (as in
 /// Proxmox's own clients), the agent may reach the node by an address the certificate does not
 /// list, and a pinned certificate is replaced by re-pinning, not by expiry.
 #[derive(Debug)]
-struct PinnedVerifier {
-    pins: Vec<Fingerprint>,
+struct LeafVerifier {
+    leaf: LeafTrust,
     algs: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for PinnedVerifier {
+impl ServerCertVerifier for LeafVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -266,12 +280,13 @@ impl ServerCertVerifier for PinnedVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let pins = match &self.leaf {
+            LeafTrust::Any => return Ok(ServerCertVerified::assertion()),
+            LeafTrust::Pinned(pins) => pins,
+        };
         let seen = Fingerprint::of_der(end_entity.as_ref());
         // Compare against every pin, no early exit.
-        let matched = self
-            .pins
-            .iter()
-            .fold(false, |acc, pin| acc | pin.ct_eq(&seen));
+        let matched = pins.iter().fold(false, |acc, pin| acc | pin.ct_eq(&seen));
         if matched {
             Ok(ServerCertVerified::assertion())
         } else {
@@ -279,48 +294,6 @@ impl ServerCertVerifier for PinnedVerifier {
                 OtherError(Arc::new(PinMismatch { seen })),
             )))
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
-}
-
-/// `InsecureSkipVerify`: accepts any certificate, but still checks that the server holds the
-/// key of the certificate it sent (costs nothing and keeps the handshake honest).
-#[derive(Debug)]
-struct AnyCertVerifier {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyCertVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -403,8 +376,8 @@ mod tests {
     #[test]
     fn pinned_verifier_names_the_fingerprint_it_saw() {
         let pin: Fingerprint = PVE_SAMPLE.parse().unwrap();
-        let v = PinnedVerifier {
-            pins: vec![pin],
+        let v = LeafVerifier {
+            leaf: LeafTrust::Pinned(vec![pin]),
             algs: provider().signature_verification_algorithms,
         };
         let cert = CertificateDer::from(b"not really a certificate".to_vec());
@@ -416,8 +389,8 @@ mod tests {
         assert!(err.to_string().contains(&seen.to_string()), "{err}");
 
         // The same bytes pass once pinned (second pin in the list: renewal).
-        let v = PinnedVerifier {
-            pins: vec![pin, seen],
+        let v = LeafVerifier {
+            leaf: LeafTrust::Pinned(vec![pin, seen]),
             algs: provider().signature_verification_algorithms,
         };
         assert!(v
