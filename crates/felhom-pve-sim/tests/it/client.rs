@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use felhom_pve_sim::{PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET};
+use felhom_pve_sim::{HubSim, PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET};
 use http::HeaderMap;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
@@ -64,6 +64,8 @@ impl Resp {
 pub struct Client {
     http: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
+    /// Prepended to paths that do not start with it: `/api2/json` for PVE, nothing for the hub.
+    prefix: &'static str,
     auth: Option<String>,
 }
 
@@ -104,7 +106,23 @@ impl Client {
         Client {
             http: HttpClient::builder(TokioExecutor::new()).build(https),
             base: sim.base_url(),
+            prefix: "/api2/json",
             auth,
+        }
+    }
+
+    /// For the hub simulator: its CA, its base URL, no prefix and no auth (tests add headers).
+    pub fn for_hub(hub: &HubSim) -> Client {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(&hub.ca_pem()))
+            .https_only()
+            .enable_http1()
+            .build();
+        Client {
+            http: HttpClient::builder(TokioExecutor::new()).build(https),
+            base: hub.base_url(),
+            prefix: "",
+            auth: None,
         }
     }
 
@@ -112,7 +130,7 @@ impl Client {
         if path.starts_with("/api2") {
             format!("{}{path}", self.base)
         } else {
-            format!("{}/api2/json{path}", self.base)
+            format!("{}{}{path}", self.base, self.prefix)
         }
     }
 

@@ -7,6 +7,7 @@ mod client;
 mod errors;
 mod faults;
 mod guests;
+mod hub;
 mod snapshots;
 mod storage;
 mod tasks;
