@@ -64,11 +64,11 @@ fn main() -> Result<()> {
 fn golden(bless: bool) -> Result<()> {
     let path = root().join("testdata/host-report.golden.json");
     if bless {
-        felhom_agent_core::golden::golden_bless(&path)?;
+        felhom_hub_proto::golden_file::golden_bless(&path)?;
         println!("golden: rewrote {}", path.display());
         return Ok(());
     }
-    match felhom_agent_core::golden::golden_check(&path) {
+    match felhom_hub_proto::golden_file::golden_check(&path) {
         Ok(()) => {
             println!("golden: {} matches the wire types", path.display());
             Ok(())

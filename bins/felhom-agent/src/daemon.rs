@@ -18,11 +18,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use felhom_agent_core::cloudflared::SystemctlProber;
-use felhom_agent_core::config::{Config, TlsSetting};
-use felhom_agent_core::heartbeat::{self, Beat, HeartbeatSettings};
-use felhom_agent_core::hub::HubClient;
-use felhom_agent_core::pve;
+use felhom_hub::cloudflared::SystemctlProber;
+use felhom_config::{Config, TlsSetting};
+use felhom_hub::heartbeat::{self, Beat, HeartbeatSettings};
+use felhom_hub::hub::HubClient;
+use felhom_config::pve;
 use felhom_authz::Signer;
 use felhom_proxmox::{PveClient, WaitOptions};
 use felhom_reconcile::{

@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::io::IsTerminal;
 
-use felhom_agent_core::config::{LogConfig, LogFormat, LogLevel};
+use felhom_config::{LogConfig, LogFormat, LogLevel};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;

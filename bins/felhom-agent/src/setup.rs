@@ -1,13 +1,13 @@
 //! Loading and checking the config for every subcommand: the file plus the process environment
 //! (`Mode::Daemon`), then what only the other crates can judge — the signers' keys (felhom-authz)
-//! and the Proxmox client settings (felhom-agent-core's `pve`) — so one run reports every
+//! and the Proxmox client settings (felhom-config's `pve`) — so one run reports every
 //! problem at once, each with its key path.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use felhom_agent_core::config::{Config, ConfigError, Mode, SignerConfig, SignerRole};
-use felhom_agent_core::pve;
+use felhom_config::{Config, ConfigError, Mode, SignerConfig, SignerRole};
+use felhom_config::pve;
 use felhom_authz::{check_signers, Role, Signer};
 
 /// Why the config cannot be used: every problem found, one per line, each naming its key (or

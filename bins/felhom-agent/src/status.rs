@@ -6,7 +6,7 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use felhom_agent_core::heartbeat::HeartbeatStatus;
+use felhom_hub::heartbeat::HeartbeatStatus;
 use felhom_reconcile::PassSummary;
 use tokio::time::Instant;
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use felhom_agent_core::config::Config;
+use felhom_config::Config;
 use felhom_authz::{
     AuthzError, FileNonceStore, NonceStoreError, Signer, VerifiedOp, Verifier, MAX_BLOB_LEN,
     MAX_SIGNATURE_LEN,

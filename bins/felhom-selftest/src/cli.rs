@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, Subcommand};
-use felhom_agent_core::config::Mode;
+use felhom_config::Mode;
 
 /// Where the agent's config lives on a host.
 pub const DEFAULT_CONFIG: &str = "/etc/felhom-agent/agent.json";

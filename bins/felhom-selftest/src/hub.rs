@@ -6,10 +6,10 @@
 
 use std::time::SystemTime;
 
-use felhom_agent_core::cloudflared::CloudflaredProber;
-use felhom_agent_core::collector::{collect_with, CollectError, CollectOptions};
-use felhom_agent_core::config::HubConfig;
-use felhom_agent_core::hub::{HubClient, HubError};
+use felhom_hub::cloudflared::CloudflaredProber;
+use felhom_hub::collector::{collect_with, CollectError, CollectOptions};
+use felhom_config::HubConfig;
+use felhom_hub::hub::{HubClient, HubError};
 use felhom_hub_proto::{ControlEnvelope, GuestStatus, HostReport, ServiceState};
 use felhom_proxmox::{HttpError, ProxmoxApi, TlsFailure};
 use serde_json::Value;
@@ -207,7 +207,7 @@ pub fn describe_hub(e: &HubError) -> String {
 mod tests {
     use std::time::Duration;
 
-    use felhom_agent_core::config::{Config, Mode};
+    use felhom_config::{Config, Mode};
     use felhom_hub_proto::{GuestReport, HostInfo, Timestamp};
     use serde_json::json;
 

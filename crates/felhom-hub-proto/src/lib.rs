@@ -1,15 +1,22 @@
 //! felhom-hub-proto: the wire contract between the felhom host agent and the hub.
 //!
 //! `HostReport` (what the agent POSTs to `/api/v1/host-report`) and `ControlEnvelope` (what the
-//! hub answers), plus the fixed sample that `testdata/host-report.golden.json` pins and a
-//! serde-only `shape` tool that names drift between two versions of the contract.
+//! hub answers). With the `golden` feature (tests and `cargo xtask golden` only): the fixed
+//! sample that `testdata/host-report.golden.json` pins, the `shape` diff that names drift between
+//! two versions of the contract, and the one golden-file check.
 //!
-//! Never: depend on anything but serde (no tokio, no hyper, no filesystem, no JSON library at
-//! run time), so the hub team's server and our agent compile the same types.
+//! Never: depend on anything but serde by default (no tokio, no hyper, no filesystem, no JSON
+//! library at run time), so the hub team's server and our agent compile the same types.
+
+#![warn(missing_docs)]
 
 pub mod envelope;
+#[cfg(feature = "golden")]
 pub mod golden;
+#[cfg(feature = "golden")]
+pub mod golden_file;
 pub mod report;
+#[cfg(feature = "golden")]
 pub mod shape;
 pub mod timestamp;
 

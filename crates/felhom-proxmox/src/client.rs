@@ -21,9 +21,9 @@ use crate::api::{
     ConfigUpdate, ProxmoxApi, RestoreRequest, SetConfigOutcome, VzdumpOutcome, VzdumpRequest,
 };
 use crate::error::{ApiError, ProxmoxError};
-use crate::http::{HttpRequest, HttpResponse, HttpsClient, HttpsConfig, HttpsConfigError};
-use crate::secret::Secret;
-use crate::tls::TlsTrust;
+use felhom_http::{HttpRequest, HttpResponse, HttpsClient, HttpsConfig, HttpsConfigError};
+use felhom_http::Secret;
+use felhom_http::TlsTrust;
 use crate::types::{
     GuestSummary, LxcConfig, NodeInfo, NodeStatus, Permissions, Snapshot, StorageContent,
     StorageInfo, TaskLog, TaskLogLine, TaskStatus, Version,
@@ -1018,7 +1018,7 @@ mod tests {
             .collect();
         errors.push(decode::<Version>("GET", "/x", &resp(200, None, "nope")).unwrap_err());
         errors.push(calls::guest_config("pve", 1).unwrap_err());
-        errors.push(ProxmoxError::Http(crate::http::HttpError::Timeout {
+        errors.push(ProxmoxError::Http(felhom_http::HttpError::Timeout {
             method: req.method.to_string(),
             url: req.url.clone(),
             after: Duration::from_secs(1),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::http::HttpError;
+use felhom_http::HttpError;
 use crate::upid::Upid;
 
 /// A privilege PVE said was missing, from `Permission check failed (<path>, <Priv>)` or the

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 
 use crate::lenient;
-use crate::tls::{Fingerprint, FingerprintError};
+use felhom_http::{Fingerprint, FingerprintError};
 
 /// `GET /version`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]

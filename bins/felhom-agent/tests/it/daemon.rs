@@ -425,11 +425,11 @@ async fn a_journal_that_cannot_open_degrades_loudly_and_the_daemon_runs_on() {
 async fn startup_recovery_closes_an_op_a_crash_left_in_flight() {
     let env = Env::start(60).await;
     // A start PVE ran while "the previous daemon" crashed after journaling its UPID.
-    let client = felhom_agent_core::pve::client(
-        &felhom_agent_core::config::Config::load(
+    let client = felhom_config::pve::client(
+        &felhom_config::Config::load(
             &env.config,
             std::iter::empty::<(String, String)>(),
-            felhom_agent_core::config::Mode::Daemon,
+            felhom_config::Mode::Daemon,
         )
         .unwrap()
         .proxmox,

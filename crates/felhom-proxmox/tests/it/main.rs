@@ -1,9 +1,9 @@
-//! felhom-proxmox integration tests: the structural fence; the HTTPS client over real TLS on
+//! felhom-proxmox integration tests: the dependency fence; the HTTPS client over real TLS on
 //! loopback against a few-line test server (wire format, impostor); and the real `PveClient`
 //! against the real PVE simulator (`felhom-pve-sim`): every read and mutation, the failure
 //! classes, TLS trust modes and secret hygiene.
 
-mod fence;
+mod deps;
 mod fixture;
 mod https;
 mod secrets;

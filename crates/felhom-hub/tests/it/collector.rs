@@ -3,8 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use felhom_agent_core::cloudflared::FixedProber;
-use felhom_agent_core::collector::{self, CollectError, CollectOptions};
+use felhom_hub::cloudflared::FixedProber;
+use felhom_hub::collector::{self, CollectError, CollectOptions};
 use felhom_hub_proto::{BackupEntry, GuestSpec, GuestStatus, ServiceState};
 use felhom_proxmox::ProxmoxError;
 use felhom_pve_sim::{

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use felhom_agent_core::config::Url;
-use felhom_agent_core::hub::{HubClient, HubClientConfig};
+use felhom_config::Url;
+use felhom_hub::hub::{HubClient, HubClientConfig};
 use felhom_hub_proto::shape::{shape_of, Kind};
 use felhom_proxmox::{
     ApiToken, GuestSummary, LxcConfig, NodeStatus, ProxmoxApi, ProxmoxError, PveClient,

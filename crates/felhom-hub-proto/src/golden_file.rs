@@ -1,13 +1,13 @@
 //! The golden contract file on disk: check `testdata/host-report.golden.json` against
 //! `felhom_hub_proto::golden::sample_host_report()`, or rewrite it (`cargo xtask golden [--bless]`).
 //!
-//! It lives here, not in felhom-hub-proto, because that crate must not touch the filesystem.
+//! Behind the `golden` feature: the default build of this crate never touches the filesystem.
 
 use std::io::Write;
 use std::path::Path;
 
-use felhom_hub_proto::golden::sample_host_report;
-use felhom_hub_proto::shape::{diff, shape_of};
+use crate::golden::sample_host_report;
+use crate::shape::{diff, shape_of};
 
 /// The golden file's path relative to the workspace root.
 pub const GOLDEN_PATH: &str = "testdata/host-report.golden.json";

@@ -1,5 +1,9 @@
-//! The agent's configuration: the JSON file, the `FELHOM_AGENT_*` environment overlay, mode-aware
-//! validation that reports every problem with its key path, and the redacted display.
+//! felhom-config: the agent's configuration — the JSON file, the `FELHOM_AGENT_*` environment
+//! overlay, validation that reports every problem with its key path, typo suggestions, and the
+//! redacted display.
+//!
+//! Never: print, log or return a secret (token secret, hub API key) — [`Redacted`] blanks them;
+//! open a path the config names (only the config file itself is read).
 //!
 //! Pure apart from [`Config::load`] reading the file: the environment comes in as a map, paths
 //! are checked for form (absolute, naming a file) but not opened. The file format is documented
@@ -11,8 +15,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use felhom_proxmox::Secret;
+use felhom_http::Secret;
 use serde_json::{Map, Value};
+
+pub mod pve;
 
 /// Prefix of every environment variable the overlay reads.
 pub const ENV_PREFIX: &str = "FELHOM_AGENT_";
@@ -21,7 +27,7 @@ pub const DEFAULT_NONCE_STORE: &str = "/var/lib/felhom-agent/nonces.log";
 /// The journal's file name, next to the nonce store unless `journal.path` says otherwise.
 pub const DEFAULT_JOURNAL_FILE_NAME: &str = "journal.log";
 /// What a secret prints as in [`Config::redacted`].
-pub const REDACTED: &str = felhom_proxmox::secret::REDACTED;
+pub const REDACTED: &str = felhom_http::REDACTED;
 
 /// Largest config file read: a real one is a few KiB, even with many signers.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use felhom_agent_core::cloudflared::FixedProber;
-use felhom_agent_core::collector;
-use felhom_agent_core::hub::{HubClient, HubError, MAX_ENVELOPE_BYTES};
+use felhom_hub::cloudflared::FixedProber;
+use felhom_hub::collector;
+use felhom_hub::hub::{HubClient, HubError, MAX_ENVELOPE_BYTES};
 use felhom_hub_proto::golden::{sample_control_envelope, sample_host_report};
 use felhom_hub_proto::{ControlEnvelope, ServiceState};
 use felhom_proxmox::{HttpError, TlsFailure};
@@ -174,8 +174,8 @@ async fn untrusted_unreachable_and_slow_hubs_are_transport_errors() {
     let report = sample_host_report();
 
     // Trusting another hub's CA: the handshake fails, nothing was sent.
-    let mistrusting = HubClient::new(felhom_agent_core::hub::HubClientConfig {
-        url: felhom_agent_core::config::Url::parse(&hub.base_url()).unwrap(),
+    let mistrusting = HubClient::new(felhom_hub::hub::HubClientConfig {
+        url: felhom_config::Url::parse(&hub.base_url()).unwrap(),
         api_key: felhom_proxmox::Secret::new(KEY),
         ca_file: Some(support::write_ca(&dir, "other-ca.pem", &other.ca_pem())),
         timeout: Duration::from_secs(10),

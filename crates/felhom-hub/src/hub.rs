@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use felhom_hub_proto::{ControlEnvelope, HostReport, HOST_REPORT_PATH};
-use felhom_proxmox::{
+use felhom_http::{
     HttpError, HttpRequest, HttpsClient, HttpsConfig, HttpsConfigError, Secret, TlsTrust,
 };
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use http::Method;
 
-use crate::config::{HubConfig, Url};
+use felhom_config::{HubConfig, Url};
 
 /// Largest envelope accepted: a real one is under 200 bytes.
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
@@ -30,7 +30,7 @@ pub const MAX_BODY_EXCERPT_CHARS: usize = 256;
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the key is replaced with if the hub echoes it in a body.
-const REDACTED: &str = felhom_proxmox::secret::REDACTED;
+const REDACTED: &str = felhom_http::REDACTED;
 
 /// Settings of a [`HubClient`]. `Debug` is safe: the key prints redacted.
 #[derive(Debug, Clone)]

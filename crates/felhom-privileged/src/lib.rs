@@ -1,21 +1,30 @@
-//! `Privileged`: the fenced root-CLI backend, for exactly the operations the PVE API cannot do.
+//! felhom-privileged: the fenced root-CLI backend of the felhom agent, for exactly the operations
+//! the PVE API cannot do (a golden LXC with keyctl via `pct create`, mounting a USB disk by
+//! filesystem UUID, SMART health, sensors).
 //!
-//! Every operation here documents why it cannot be an API call. Commands run through a
-//! [`CommandRunner`] (live: [`TokioCommandRunner`]; tests: [`RecordingRunner`]), never through a
-//! shell, with every argument validated first and a timeout on each run. This module makes no
-//! network calls: the structural fence is tested (see `tests/it/fence.rs`).
+//! Every operation documents why it cannot be an API call. Commands run through a
+//! [`CommandRunner`] (live: [`TokioCommandRunner`]), never through a shell, with every argument
+//! validated first and a timeout on each run.
+//!
+//! Never: make a network call — the fence is a fact of this crate's manifest (no HTTP or TLS
+//! crate in its dependency tree, checked by `tests/it/deps.rs`); run a command through a shell;
+//! pass an argument that was not validated.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
+
+#[cfg(any(test, feature = "test-support"))]
+mod recording;
+#[cfg(any(test, feature = "test-support"))]
+pub use recording::{RecordedCall, RecordingRunner};
 
 /// The output of a finished command.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -201,73 +210,6 @@ impl CommandRunner for TokioCommandRunner {
     }
 }
 
-/// One call a [`RecordingRunner`] saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedCall {
-    /// Program name.
-    pub program: String,
-    /// Arguments, exactly as passed.
-    pub args: Vec<String>,
-    /// Timeout given.
-    pub timeout: Duration,
-}
-
-/// A runner for tests: records every call and replays queued replies in order (an error if
-/// none is queued). Runs nothing.
-#[derive(Debug, Default)]
-pub struct RecordingRunner {
-    calls: Mutex<Vec<RecordedCall>>,
-    replies: Mutex<VecDeque<Result<CommandOutput, PrivilegedError>>>,
-}
-
-impl RecordingRunner {
-    /// An empty recorder.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Queues a reply.
-    pub fn reply(&self, reply: Result<CommandOutput, PrivilegedError>) -> &Self {
-        self.replies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(reply);
-        self
-    }
-
-    /// The calls seen so far.
-    pub fn calls(&self) -> Vec<RecordedCall> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl CommandRunner for RecordingRunner {
-    async fn run(
-        &self,
-        program: &str,
-        args: &[String],
-        timeout: Duration,
-    ) -> Result<CommandOutput, PrivilegedError> {
-        self.calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(RecordedCall {
-                program: program.to_owned(),
-                args: args.to_vec(),
-                timeout,
-            });
-        self.replies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front()
-            .unwrap_or_else(|| {
-                Err(PrivilegedError::Spawn {
-                    program: program.to_owned(),
-                    detail: "recording runner has no reply queued".to_owned(),
-                })
-            })
-    }
-}
 
 /// The host files the backend edits, behind a trait so tests use a temporary directory.
 pub trait HostFiles: Send + Sync {

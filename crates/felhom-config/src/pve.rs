@@ -11,7 +11,7 @@ use felhom_proxmox::{
     TlsTrust, TokenError,
 };
 
-use crate::config::{ProxmoxConfig, TlsSetting};
+use crate::{ProxmoxConfig, TlsSetting};
 
 /// Why the `proxmox` section could not become a client. Never contains the token secret.
 /// Retrying is pointless until the config changes.
@@ -108,7 +108,7 @@ mod tests {
     use felhom_proxmox::{ProxmoxApi, Secret};
 
     use super::*;
-    use crate::config::{Config, Mode};
+    use crate::{Config, Mode};
 
     const FP: &str =
         "5F:40:6C:F3:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:7F:23";

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use felhom_agent_core::cloudflared::FixedProber;
-use felhom_agent_core::config::Url;
-use felhom_agent_core::heartbeat::{self, Beat, HeartbeatSettings};
-use felhom_agent_core::hub::{HubClient, HubClientConfig};
+use felhom_hub::cloudflared::FixedProber;
+use felhom_config::Url;
+use felhom_hub::heartbeat::{self, Beat, HeartbeatSettings};
+use felhom_hub::hub::{HubClient, HubClientConfig};
 use felhom_hub_proto::golden::sample_host_report;
 use felhom_hub_proto::ServiceState;
 use felhom_proxmox::Secret;

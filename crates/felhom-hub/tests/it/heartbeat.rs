@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use felhom_agent_core::cloudflared::FixedProber;
-use felhom_agent_core::heartbeat::{self, Beat, BeatOutcome, HeartbeatSettings, HeartbeatStatus};
+use felhom_hub::cloudflared::FixedProber;
+use felhom_hub::heartbeat::{self, Beat, BeatOutcome, HeartbeatSettings, HeartbeatStatus};
 use felhom_hub_proto::{ControlEnvelope, ServiceState};
 use felhom_proxmox::PveClient;
 use felhom_pve_sim::{HttpFault, HubFault, HubSim, PveSim};

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use felhom_agent_core::cloudflared::{CloudflaredProber, SystemctlProber};
+use felhom_hub::cloudflared::{CloudflaredProber, SystemctlProber};
 use felhom_hub_proto::ServiceState;
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {

@@ -1,0 +1,3 @@
+//! felhom-privileged integration tests: the fence as a fact of the dependency tree.
+
+mod deps;
