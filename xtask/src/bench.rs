@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use felhom_authz::{MemoryNonceStore, NonceRecord, Role, Signer, Verifier};
 use felhom_hub::cloudflared::FixedProber;
 use felhom_hub::collector::{self, CollectOptions, DEFAULT_CONFIG_CONCURRENCY};
-use felhom_authz::{MemoryNonceStore, NonceRecord, Role, Signer, Verifier};
 use felhom_hub_proto::{HostReport, ServiceState};
 use felhom_journal::{codec, Log, RealFs};
 use felhom_proxmox::{

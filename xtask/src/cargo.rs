@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 /// Which cargo profile to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "heavy"), allow(dead_code))] // used by heavy commands (and deb)
 pub enum Profile {
     Dev,
     Release,
@@ -16,6 +17,7 @@ pub enum Profile {
 
 /// Builds `packages` (in `profile`) with the cargo that runs this xtask (same toolchain, same target dir)
 /// and returns each binary's path, read from cargo's own build messages.
+#[cfg_attr(not(feature = "heavy"), allow(dead_code))]
 pub fn build(root: &Path, packages: &[&str], profile: Profile) -> Result<Vec<(String, PathBuf)>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
@@ -58,20 +60,25 @@ pub fn build(root: &Path, packages: &[&str], profile: Profile) -> Result<Vec<(St
     Ok(built)
 }
 
-/// Re-runs this xtask invocation (same arguments) as `cargo run --release -p xtask`.
-pub fn rerun_in_release(root: &Path) -> Result<()> {
+/// Re-runs this xtask invocation (same arguments) as `cargo run -p xtask` with its default
+/// features (the heavy commands) and `extra` cargo flags (`--release` for the benchmarks).
+pub fn rerun(root: &Path, extra: &[&str]) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(root)
-        .args(["run", "--release", "--quiet", "--package", "xtask", "--"])
+        .args(["run", "--quiet", "--package", "xtask"])
+        .args(extra)
+        .arg("--")
         .args(std::env::args_os().skip(1));
     without_package_variables(&mut cmd);
-    println!("xtask: re-running in release (benchmarks measure release builds)");
+    if extra.contains(&"--release") {
+        println!("xtask: re-running in release (benchmarks measure release builds)");
+    }
     let status = cmd
         .status()
         .with_context(|| format!("running {}", cargo.to_string_lossy()))?;
     if !status.success() {
-        bail!("release xtask exited with {status}");
+        bail!("xtask exited with {status}");
     }
     Ok(())
 }
@@ -102,6 +109,7 @@ fn is_package_variable(key: &str) -> bool {
 }
 
 /// A `compiler-artifact` message for a binary: its target name and executable path.
+#[cfg_attr(not(feature = "heavy"), allow(dead_code))]
 fn executable(line: &str) -> Option<(String, PathBuf)> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     if v["reason"] != "compiler-artifact" {

@@ -1,8 +1,11 @@
 //! `cargo xtask`: the project's automation, in Rust (demo, golden, vectors, bench, live).
 
+#[cfg(feature = "heavy")]
 mod bench;
 mod cargo;
+#[cfg(feature = "heavy")]
 mod demo;
+#[cfg(feature = "heavy")]
 mod vectors;
 
 use std::path::PathBuf;
@@ -10,8 +13,16 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
+/// The commands that need the `heavy` feature (simulators, rustls, ssh-key).
+#[cfg(not(feature = "heavy"))]
+const HEAVY: &[&str] = &["demo", "bench", "live", "vectors"];
+
 #[derive(Debug, Parser)]
-#[command(name = "xtask", about = "felhom-agent project automation")]
+#[command(
+    name = "xtask",
+    about = "felhom-agent project automation",
+    after_help = "demo, bench, live and vectors build the heavy part of xtask (the simulators) on first use."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,12 +30,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[cfg(feature = "heavy")]
     /// The main job on the embedded default: simulators on loopback, self-tests, then the daemon
     /// reporting and converging a desired state, step by step; exits by itself.
     Demo,
+    #[cfg(feature = "heavy")]
     /// Measure the SPEC budgets, each next to an anchor measured in the same run (a debug xtask
     /// re-runs itself in release).
     Bench(bench::BenchArgs),
+    #[cfg(feature = "heavy")]
     /// Run the self-tests against a real Proxmox host (never in CI): read, privileges, and hub when
     /// the config has a hub section. Changes nothing on the host.
     Live {
@@ -37,6 +51,7 @@ enum Command {
         #[arg(long)]
         bless: bool,
     },
+    #[cfg(feature = "heavy")]
     /// Regenerate the SSHSIG test vectors with the machine's ssh-keygen (never run by CI).
     Vectors,
 }
@@ -48,15 +63,27 @@ fn root() -> PathBuf {
 }
 
 fn main() -> Result<()> {
+    #[cfg(not(feature = "heavy"))]
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|c| HEAVY.contains(&c.as_str()))
+    {
+        return cargo::rerun(&root(), &[]);
+    }
     let cli = Cli::parse();
     match cli.command {
+        #[cfg(feature = "heavy")]
         Command::Demo => demo::run(&root()),
         // The budgets are about the product, so they are measured in release: a debug xtask
         // hands the same arguments to a release build of itself.
-        Command::Bench(_) if cfg!(debug_assertions) => cargo::rerun_in_release(&root()),
+        #[cfg(feature = "heavy")]
+        Command::Bench(_) if cfg!(debug_assertions) => cargo::rerun(&root(), &["--release"]),
+        #[cfg(feature = "heavy")]
         Command::Bench(args) => bench::run(args),
+        #[cfg(feature = "heavy")]
         Command::Live { config } => live(&config),
         Command::Golden { bless } => golden(bless),
+        #[cfg(feature = "heavy")]
         Command::Vectors => vectors::run(&root().join("testdata/sshsig")),
     }
 }
@@ -80,6 +107,7 @@ fn golden(bless: bool) -> Result<()> {
     }
 }
 
+#[cfg(feature = "heavy")]
 /// `live`: the read-only self-tests against a real host, with the built `felhom-selftest`.
 fn live(config: &std::path::Path) -> Result<()> {
     let built = cargo::build(&root(), &["felhom-selftest"], cargo::Profile::Dev)?;

@@ -6,9 +6,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use felhom_config::{Config, ConfigError, Mode, SignerConfig, SignerRole};
-use felhom_config::pve;
 use felhom_authz::{check_signers, Role, Signer};
+use felhom_config::pve;
+use felhom_config::{Config, ConfigError, Mode, SignerConfig, SignerRole};
 
 /// Why the config cannot be used: every problem found, one per line, each naming its key (or
 /// the file). Never holds a secret: the config's own errors redact them, and signer keys are

@@ -6,9 +6,9 @@
 
 use std::time::SystemTime;
 
+use felhom_config::HubConfig;
 use felhom_hub::cloudflared::CloudflaredProber;
 use felhom_hub::collector::{collect_with, CollectError, CollectOptions};
-use felhom_config::HubConfig;
 use felhom_hub::hub::{HubClient, HubError};
 use felhom_hub_proto::{ControlEnvelope, GuestStatus, HostReport, ServiceState};
 use felhom_proxmox::{HttpError, ProxmoxApi, TlsFailure};

@@ -22,10 +22,10 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use felhom_hub::cloudflared::SystemctlProber;
-use felhom_config::{Config, ConfigError};
-use felhom_hub::hub::{HubClient, HubClientError};
 use felhom_config::pve;
+use felhom_config::{Config, ConfigError};
+use felhom_hub::cloudflared::SystemctlProber;
+use felhom_hub::hub::{HubClient, HubClientError};
 use felhom_proxmox::{PveClient, TlsTrust, WaitOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;

@@ -210,7 +210,6 @@ impl CommandRunner for TokioCommandRunner {
     }
 }
 
-
 /// The host files the backend edits, behind a trait so tests use a temporary directory.
 pub trait HostFiles: Send + Sync {
     /// Reads `/etc/fstab`.

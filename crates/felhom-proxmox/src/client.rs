@@ -21,14 +21,14 @@ use crate::api::{
     ConfigUpdate, ProxmoxApi, RestoreRequest, SetConfigOutcome, VzdumpOutcome, VzdumpRequest,
 };
 use crate::error::{ApiError, ProxmoxError};
-use felhom_http::{HttpRequest, HttpResponse, HttpsClient, HttpsConfig, HttpsConfigError};
-use felhom_http::Secret;
-use felhom_http::TlsTrust;
 use crate::types::{
     GuestSummary, LxcConfig, NodeInfo, NodeStatus, Permissions, Snapshot, StorageContent,
     StorageInfo, TaskLog, TaskLogLine, TaskStatus, Version,
 };
 use crate::upid::{is_node_name, Upid};
+use felhom_http::Secret;
+use felhom_http::TlsTrust;
+use felhom_http::{HttpRequest, HttpResponse, HttpsClient, HttpsConfig, HttpsConfigError};
 
 /// Default whole-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

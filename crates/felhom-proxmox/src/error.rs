@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use felhom_http::HttpError;
 use crate::upid::Upid;
+use felhom_http::HttpError;
 
 /// A privilege PVE said was missing, from `Permission check failed (<path>, <Priv>)` or the
 /// `check_any` form `(<path>, PrivA|PrivB)` (any one of them would have done).

@@ -7,6 +7,11 @@ use std::process::Command;
 /// excluded), the package itself included. Panics with cargo's own message if cargo fails:
 /// a test that cannot read the tree must not pass.
 pub fn normal_tree(package: &str) -> Vec<String> {
+    normal_tree_with(package, &[])
+}
+
+/// [`normal_tree`] with extra `cargo tree` flags (e.g. `--no-default-features`).
+pub fn normal_tree_with(package: &str, flags: &[&str]) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = Command::new(cargo)
         .args([
@@ -22,6 +27,7 @@ pub fn normal_tree(package: &str) -> Vec<String> {
             "-p",
             package,
         ])
+        .args(flags)
         .output()
         .unwrap_or_else(|e| panic!("cannot run cargo tree: {e}"));
     assert!(

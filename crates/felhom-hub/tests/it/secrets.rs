@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use felhom_hub::cloudflared::FixedProber;
 use felhom_config::Url;
+use felhom_hub::cloudflared::FixedProber;
 use felhom_hub::heartbeat::{self, Beat, HeartbeatSettings};
 use felhom_hub::hub::{HubClient, HubClientConfig};
 use felhom_hub_proto::golden::sample_host_report;

@@ -17,10 +17,18 @@ fn no_source_file_spawns_a_process() {
         if path.extension().is_some_and(|e| e == "rs") {
             let text = std::fs::read_to_string(&path).expect("source is readable");
             for banned in ["std::process", "tokio::process", "Command::new"] {
-                assert!(!text.contains(banned), "{} mentions {banned:?}", path.display());
+                assert!(
+                    !text.contains(banned),
+                    "{} mentions {banned:?}",
+                    path.display()
+                );
             }
             seen += 1;
         }
     }
-    assert!(seen >= 8, "expected the crate's sources under {}, read {seen}", src.display());
+    assert!(
+        seen >= 8,
+        "expected the crate's sources under {}, read {seen}",
+        src.display()
+    );
 }
