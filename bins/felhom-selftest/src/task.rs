@@ -273,7 +273,7 @@ async fn snapshot_phase(api: &impl ProxmoxApi, t: &TaskTest, before: &Before, re
     // Rollback only in the normal flow: as cleanup it would be pointless.
     let mut rollback_sent = false;
     if exists == Exists::Yes && !run.cleaning() {
-        let rolled = task(api, api.rollback(vmid, &name), t).await;
+        let rolled = task(api, api.rollback(vmid, &name, false), t).await;
         match rolled {
             Ok(o) => report.pass(format!("rollback {name}"), outcome_detail(&o)),
             Err(e) => {

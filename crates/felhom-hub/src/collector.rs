@@ -173,7 +173,9 @@ async fn collect_storage<A: ProxmoxApi + ?Sized>(
             return (Vec::new(), Vec::new());
         }
     };
-    let targets = storages.iter().map(storage_target).collect();
+    // PVE lists storages in no particular order: sort by id so reports compare stably
+    let mut targets: Vec<StorageTarget> = storages.iter().map(storage_target).collect();
+    targets.sort_by(|a, b| a.id.cmp(&b.id));
     // Collected first: a borrowing iterator held across the awaits below would make the
     // future fail to be `Send` for every lifetime (and so unusable in `tokio::spawn`).
     let with_backups: Vec<String> = storages

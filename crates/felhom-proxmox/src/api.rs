@@ -256,14 +256,37 @@ pub trait ProxmoxApi: Send + Sync {
         let _ = (vmid, name, description);
         unsupported!("snapshot")
     }
-    /// `POST /nodes/{node}/lxc/{vmid}/snapshot/{name}/rollback`.
+    /// `POST /nodes/{node}/lxc/{vmid}/snapshot/{name}/rollback`, with `start=1` when `start`:
+    /// PVE stops a running CT to roll back and starts it again only if asked. Destroys the
+    /// changes since the snapshot. Needs `VM.Snapshot` or `VM.Snapshot.Rollback`.
     fn rollback(
         &self,
         vmid: u32,
         name: &str,
+        start: bool,
     ) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send {
-        let _ = (vmid, name);
+        let _ = (vmid, name, start);
         unsupported!("rollback")
+    }
+    /// `DELETE /nodes/{node}/lxc/{vmid}` with `purge=1` and `destroy-unreferenced-disks=1`:
+    /// the guest, its disks and its jobs/ACL entries are gone. PVE refuses a running CT
+    /// (`unable to destroy CT N - container is running`), so stop it first. Needs
+    /// `VM.Allocate` on `/vms/{vmid}`.
+    fn destroy_guest(&self, vmid: u32) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send {
+        let _ = vmid;
+        unsupported!("destroy_guest")
+    }
+    /// `POST /nodes/{node}/lxc` with `restore=1`, `force=1`: replace an existing (stopped)
+    /// guest's disks and config with `archive`'s, volumes on `storage`. Needs `VM.Backup` (or
+    /// `VM.Allocate`) on `/vms/{vmid}` and `Datastore.AllocateSpace` on the storage.
+    fn restore_over(
+        &self,
+        vmid: u32,
+        archive: &str,
+        storage: &str,
+    ) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send {
+        let _ = (vmid, archive, storage);
+        unsupported!("restore_over")
     }
     /// `DELETE /nodes/{node}/lxc/{vmid}/snapshot/{name}`.
     fn delete_snapshot(
@@ -316,7 +339,9 @@ macro_rules! forward_api {
             fn restore_lxc(&self, req: &RestoreRequest) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send { (**self).restore_lxc(req) }
             fn vzdump(&self, req: &VzdumpRequest) -> impl Future<Output = Result<VzdumpOutcome, ProxmoxError>> + Send { (**self).vzdump(req) }
             fn snapshot(&self, vmid: u32, name: &str, description: Option<&str>) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send { (**self).snapshot(vmid, name, description) }
-            fn rollback(&self, vmid: u32, name: &str) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send { (**self).rollback(vmid, name) }
+            fn rollback(&self, vmid: u32, name: &str, start: bool) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send { (**self).rollback(vmid, name, start) }
+            fn destroy_guest(&self, vmid: u32) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send { (**self).destroy_guest(vmid) }
+            fn restore_over(&self, vmid: u32, archive: &str, storage: &str) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send { (**self).restore_over(vmid, archive, storage) }
             fn delete_snapshot(&self, vmid: u32, name: &str) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send { (**self).delete_snapshot(vmid, name) }
             fn start(&self, vmid: u32) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send { (**self).start(vmid) }
             fn stop(&self, vmid: u32) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send { (**self).stop(vmid) }

@@ -553,16 +553,54 @@ pub(crate) mod calls {
         }
         Ok(call)
     }
-    pub(crate) fn rollback(node: &str, vmid: u32, name: &str) -> Result<Call, ProxmoxError> {
+    pub(crate) fn rollback(
+        node: &str,
+        vmid: u32,
+        name: &str,
+        start: bool,
+    ) -> Result<Call, ProxmoxError> {
         check_vmid(vmid)?;
         check_snapname(name)?;
-        Ok(Call::new(
+        let call = Call::new(
             Method::POST,
             node_path(
                 node,
                 &format!("/lxc/{vmid}/snapshot/{}/rollback", seg(name)),
             ),
-        ))
+        );
+        // the schema's `start` (default 0): start the CT once rolled back
+        Ok(if start {
+            call.flag("start", true)
+        } else {
+            call
+        })
+    }
+    pub(crate) fn destroy_guest(node: &str, vmid: u32) -> Result<Call, ProxmoxError> {
+        check_vmid(vmid)?;
+        // DELETE carries its parameters in the query (a body is 501 in pveproxy); without
+        // `force` PVE refuses a running CT, so the caller stops it first
+        Ok(
+            Call::new(Method::DELETE, node_path(node, &format!("/lxc/{vmid}")))
+                .flag("purge", true)
+                .flag("destroy-unreferenced-disks", true),
+        )
+    }
+    pub(crate) fn restore_over(
+        node: &str,
+        vmid: u32,
+        archive: &str,
+        storage: &str,
+    ) -> Result<Call, ProxmoxError> {
+        restore_lxc(
+            node,
+            &RestoreRequest {
+                vmid,
+                archive: archive.to_owned(),
+                storage: Some(storage.to_owned()),
+                force: true,
+                ..RestoreRequest::default()
+            },
+        )
     }
     pub(crate) fn delete_snapshot(node: &str, vmid: u32, name: &str) -> Result<Call, ProxmoxError> {
         check_vmid(vmid)?;
@@ -645,6 +683,9 @@ pub(crate) mod calls {
         Ok(call)
     }
 }
+
+/// The decode detail for a list endpoint whose `data` is `null`.
+const NOT_A_LIST: &str = "expected a list in data, got null";
 
 /// The `{"data": ..., "total": n}` envelope.
 #[derive(Deserialize)]
@@ -770,9 +811,13 @@ impl PveClient {
         decode(call.method.as_str(), &call.path, &resp).map(|(d, _)| d)
     }
 
-    /// A list; `data: null` counts as empty.
+    /// A list. PVE answers an empty index with `[]`; `data: null` (or anything not a list) is
+    /// a failed read naming the endpoint, never "nothing there" — for the guest list that
+    /// would tell the hub every guest is gone.
     async fn list<T: DeserializeOwned>(&self, call: Call) -> Result<Vec<T>, ProxmoxError> {
-        Ok(self.data::<Option<Vec<T>>>(call).await?.unwrap_or_default())
+        let resp = self.send(&call).await?;
+        let (data, _) = decode::<Option<Vec<T>>>(call.method.as_str(), &call.path, &resp)?;
+        data.ok_or_else(|| decode_error(&call, NOT_A_LIST.to_owned()))
     }
 
     async fn task(&self, call: Result<Call, ProxmoxError>) -> Result<Upid, ProxmoxError> {
@@ -838,10 +883,9 @@ impl ProxmoxApi for PveClient {
         let resp = self.send(&call).await?;
         let (lines, total) =
             decode::<Option<Vec<TaskLogLine>>>(call.method.as_str(), &call.path, &resp)?;
-        Ok(TaskLog {
-            lines: lines.unwrap_or_default(),
-            total,
-        })
+        // PVE answers an empty log with one `no content` line, never null
+        let lines = lines.ok_or_else(|| decode_error(&call, NOT_A_LIST.to_owned()))?;
+        Ok(TaskLog { lines, total })
     }
 
     async fn permissions(&self) -> Result<Permissions, ProxmoxError> {
@@ -872,8 +916,23 @@ impl ProxmoxApi for PveClient {
             .await
     }
 
-    async fn rollback(&self, vmid: u32, name: &str) -> Result<Upid, ProxmoxError> {
-        self.task(calls::rollback(&self.node, vmid, name)).await
+    async fn rollback(&self, vmid: u32, name: &str, start: bool) -> Result<Upid, ProxmoxError> {
+        self.task(calls::rollback(&self.node, vmid, name, start))
+            .await
+    }
+
+    async fn destroy_guest(&self, vmid: u32) -> Result<Upid, ProxmoxError> {
+        self.task(calls::destroy_guest(&self.node, vmid)).await
+    }
+
+    async fn restore_over(
+        &self,
+        vmid: u32,
+        archive: &str,
+        storage: &str,
+    ) -> Result<Upid, ProxmoxError> {
+        self.task(calls::restore_over(&self.node, vmid, archive, storage))
+            .await
     }
 
     async fn delete_snapshot(&self, vmid: u32, name: &str) -> Result<Upid, ProxmoxError> {
@@ -1234,10 +1293,34 @@ mod tests {
             ],
         );
         check(
-            calls::rollback("pve", 100, "pre-upgrade").unwrap(),
+            calls::rollback("pve", 100, "pre-upgrade", false).unwrap(),
             Method::POST,
             "/nodes/pve/lxc/100/snapshot/pre-upgrade/rollback",
             &[],
+        );
+        check(
+            calls::rollback("pve", 100, "pre-upgrade", true).unwrap(),
+            Method::POST,
+            "/nodes/pve/lxc/100/snapshot/pre-upgrade/rollback",
+            &[("start", "1")],
+        );
+        check(
+            calls::destroy_guest("pve", 105).unwrap(),
+            Method::DELETE,
+            "/nodes/pve/lxc/105",
+            &[("purge", "1"), ("destroy-unreferenced-disks", "1")],
+        );
+        check(
+            calls::restore_over("pve", 105, "local:backup/a.tar.zst", "local-lvm").unwrap(),
+            Method::POST,
+            "/nodes/pve/lxc",
+            &[
+                ("vmid", "105"),
+                ("ostemplate", "local:backup/a.tar.zst"),
+                ("restore", "1"),
+                ("storage", "local-lvm"),
+                ("force", "1"),
+            ],
         );
         check(
             calls::delete_snapshot("pve", 100, "pre-upgrade").unwrap(),
@@ -1308,7 +1391,7 @@ mod tests {
             calls::snapshot("pve", 100, "a", None),
             calls::snapshot("pve", 100, "has space", None),
             calls::snapshot("pve", 100, &"x".repeat(41), None),
-            calls::rollback("pve", 100, "../x"),
+            calls::rollback("pve", 100, "../x", false),
             calls::storage_content("pve", "../etc", None, None),
             calls::storage_content("pve", "local", Some("Backup"), None),
             calls::set_config("pve", 100, &ConfigUpdate::default()),

@@ -499,6 +499,29 @@ pub struct SimConfig {
     pub(crate) epoch: Option<u64>,
     pub(crate) cpus: u32,
     pub(crate) memory_total: u64,
+    pub(crate) list_order: ListOrder,
+}
+
+/// The seed [`ListOrder::default`] shuffles with.
+pub const DEFAULT_LIST_SEED: u64 = 0x5EED_F31B_0A11_0001;
+
+/// The order index endpoints (guests, storages, storage content, snapshots) list their
+/// entries in. PVE builds these lists from Perl hashes, so their order is unspecified and
+/// changes between hosts and versions; a client must not depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Ascending by id (vmid, storage id, volid, snapshot name): only for a test that truly
+    /// needs a fixed order.
+    Sorted,
+    /// A deterministic shuffle from this seed, per endpoint and list length, never left in
+    /// ascending order (a list of two or more entries).
+    Shuffled(u64),
+}
+
+impl Default for ListOrder {
+    fn default() -> ListOrder {
+        ListOrder::Shuffled(DEFAULT_LIST_SEED)
+    }
 }
 
 impl fmt::Debug for SimConfig {
@@ -518,6 +541,7 @@ impl fmt::Debug for SimConfig {
             .field("pre_52_errors", &self.pre_52_errors)
             .field("auth_failure_delay", &self.auth_failure_delay)
             .field("epoch", &self.epoch)
+            .field("list_order", &self.list_order)
             .finish()
     }
 }
@@ -560,6 +584,7 @@ impl Default for SimConfig {
             epoch: None,
             cpus: 8,
             memory_total: 32 * GIB,
+            list_order: ListOrder::default(),
         }
     }
 }
@@ -611,6 +636,12 @@ impl SimConfig {
     /// Removes every storage.
     pub fn without_storage(mut self) -> SimConfig {
         self.storages.clear();
+        self
+    }
+
+    /// The order of index lists (default: shuffled with [`DEFAULT_LIST_SEED`]).
+    pub fn list_order(mut self, order: ListOrder) -> SimConfig {
+        self.list_order = order;
         self
     }
 

@@ -1,6 +1,7 @@
 //! `Faults`: fault injection a test changes while the simulator runs: latency, injected HTTP
 //! statuses (500, 595/596, ...), dropped connections, failing / warning / slow tasks, a
-//! "no such task" window after task creation, oversized bodies, and the pre-5.2 error mode.
+//! "no such task" window after task creation, oversized bodies, verbatim bodies, and the pre-5.2
+//! error mode.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +23,9 @@ pub struct HttpFault {
     pub method: Option<String>,
     /// Only requests whose decoded path contains this text match.
     pub path_contains: Option<String>,
+    /// Send exactly this body (as `application/json`) instead of an error envelope: a
+    /// malformed or misleading answer such as `{"data": null}` for a list.
+    pub body: Option<String>,
 }
 
 impl HttpFault {
@@ -33,6 +37,23 @@ impl HttpFault {
             after_handler: false,
             method: None,
             path_contains: None,
+            body: None,
+        }
+    }
+
+    /// Answer `status` with `body` verbatim (e.g. `200` and `{"data": null}`); the reason
+    /// phrase is `OK` for a 2xx, else the body's first line.
+    pub fn body(status: u16, body: &str) -> HttpFault {
+        HttpFault {
+            body: Some(body.to_string()),
+            ..HttpFault::status(
+                status,
+                if (200..300).contains(&status) {
+                    "OK"
+                } else {
+                    body
+                },
+            )
         }
     }
 
@@ -90,6 +111,8 @@ struct FaultState {
     http: Vec<(u32, HttpFault)>,
     drops: Vec<(u32, bool)>,
     task_faults: BTreeMap<String, TaskFault>,
+    /// Keyed by (task type, worker id): wins over `task_faults`.
+    task_faults_of: BTreeMap<(String, String), TaskFault>,
     task_durations: BTreeMap<String, Duration>,
     all_task_duration: Option<Duration>,
     hidden_polls: u32,
@@ -164,9 +187,21 @@ impl Faults {
         );
     }
 
+    /// Only the next tasks of `task_type` for worker id `id` (usually the vmid: `vzstart` of
+    /// `9000`) fail with `message`; other guests' tasks of that type are unaffected. Stays until
+    /// cleared, like [`Faults::fail_tasks`].
+    pub fn fail_tasks_of(&self, task_type: &str, id: &str, message: &str) {
+        self.lock().task_faults_of.insert(
+            (task_type.to_string(), id.to_string()),
+            TaskFault::Fail(message.to_string()),
+        );
+    }
+
     /// Removes task outcome faults.
     pub fn clear_task_faults(&self) {
-        self.lock().task_faults.clear();
+        let mut s = self.lock();
+        s.task_faults.clear();
+        s.task_faults_of.clear();
     }
 
     /// Tasks of `task_type` (or, with `None`, of every type) started from now on run for
@@ -245,8 +280,12 @@ impl Faults {
         true
     }
 
-    pub(crate) fn task_fault(&self, task_type: &str) -> Option<TaskFault> {
-        self.lock().task_faults.get(task_type).cloned()
+    pub(crate) fn task_fault(&self, task_type: &str, id: &str) -> Option<TaskFault> {
+        let s = self.lock();
+        s.task_faults_of
+            .get(&(task_type.to_string(), id.to_string()))
+            .or_else(|| s.task_faults.get(task_type))
+            .cloned()
     }
 
     pub(crate) fn task_duration(&self, task_type: &str, default: Duration) -> Duration {
@@ -313,11 +352,23 @@ mod tests {
         assert_eq!(f.task_duration("vzstart", Duration::ZERO), Duration::ZERO);
         f.fail_tasks("vzstart", "boom");
         assert_eq!(
-            f.task_fault("vzstart"),
+            f.task_fault("vzstart", "100"),
+            Some(TaskFault::Fail("boom".into()))
+        );
+        f.fail_tasks_of("vzstart", "9000", "startup for container '9000' failed");
+        assert_eq!(
+            f.task_fault("vzstart", "9000"),
+            Some(TaskFault::Fail(
+                "startup for container '9000' failed".into()
+            ))
+        );
+        assert_eq!(
+            f.task_fault("vzstart", "101"),
             Some(TaskFault::Fail("boom".into()))
         );
         f.clear();
-        assert_eq!(f.task_fault("vzstart"), None);
+        assert_eq!(f.task_fault("vzstart", "100"), None);
+        assert_eq!(f.task_fault("vzstart", "9000"), None);
         assert_eq!(f.task_duration("vzdump", Duration::ZERO), Duration::ZERO);
     }
 }

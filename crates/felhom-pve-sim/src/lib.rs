@@ -42,9 +42,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    Acl, GuestSpec, SimConfig, SnapshotSpec, StorageSpec, TokenSpec, VolumeSpec,
-    ADMINISTRATOR_PRIVILEGES, AGENT_PRIVILEGES, DEFAULT_BACKUP_CTIME, DEFAULT_NODE,
-    DEFAULT_PVE_VERSION, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET, DEFAULT_USER,
+    Acl, GuestSpec, ListOrder, SimConfig, SnapshotSpec, StorageSpec, TokenSpec, VolumeSpec,
+    ADMINISTRATOR_PRIVILEGES, AGENT_PRIVILEGES, DEFAULT_BACKUP_CTIME, DEFAULT_LIST_SEED,
+    DEFAULT_NODE, DEFAULT_PVE_VERSION, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET, DEFAULT_USER,
 };
 pub use error::SimError;
 pub use faults::{Faults, HttpFault, TaskFault};

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -50,6 +51,16 @@ impl fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
+/// Connection counters of one accept loop: what a test reads to tell a warm connection pool
+/// (no new connections) from one that reconnects.
+#[derive(Debug, Default)]
+pub(crate) struct ConnStats {
+    /// TCP connections accepted.
+    pub(crate) accepted: AtomicU64,
+    /// TLS handshakes completed.
+    pub(crate) handshakes: AtomicU64,
+}
+
 /// Serves the PVE API until `shutdown` flips (see [`serve_tls`]).
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -57,7 +68,8 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
-    serve_tls(listener, acceptor, shutdown, move |req| {
+    let stats = shared.state.conns.clone();
+    serve_tls(listener, acceptor, shutdown, stats, move |req| {
         handle(req, shared.clone())
     })
     .await;
@@ -70,6 +82,7 @@ pub(crate) async fn serve_tls<H, F>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     mut shutdown: watch::Receiver<bool>,
+    stats: Arc<ConnStats>,
     handler: H,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
@@ -83,13 +96,16 @@ pub(crate) async fn serve_tls<H, F>(
                 let Ok((tcp, _peer)) = accepted else {
                     continue;
                 };
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
                 let acceptor = acceptor.clone();
                 let handler = handler.clone();
+                let stats = stats.clone();
                 conns.spawn(async move {
                     // a failed handshake (e.g. the client rejected the certificate) just ends
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    stats.handshakes.fetch_add(1, Ordering::Relaxed);
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service_fn(handler))
                         .await;
@@ -482,6 +498,16 @@ fn render(answer: Answer, faults: &Faults, now: u64) -> Response<Full<Bytes>> {
         }
         Answer::Unauthorized(reason) => build(401, reason, Bytes::new(), false, now),
         Answer::Bare(status, reason) => build(status, &reason, Bytes::new(), false, now),
+        Answer::Injected {
+            fault:
+                HttpFault {
+                    status,
+                    message,
+                    body: Some(body),
+                    ..
+                },
+            ..
+        } => build(status, first_line(&message), Bytes::from(body), true, now),
         Answer::Injected { fault, .. } if (595..=599).contains(&fault.status) => build(
             fault.status,
             first_line(&fault.message),

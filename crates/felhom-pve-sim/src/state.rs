@@ -3,15 +3,17 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::acl::{split_tokenid, Principals};
 use crate::clock::Clock;
-use crate::config::{GuestSpec, SimConfig, StorageSpec, TokenSpec, VolumeSpec};
+use crate::config::{GuestSpec, ListOrder, SimConfig, StorageSpec, TokenSpec, VolumeSpec};
 use crate::error::SimError;
 use crate::lxcconf::{self, Section};
 use crate::params::valid_node_name;
+use crate::server::ConnStats;
 use crate::task::Task;
 
 /// How many request records `SimState::request_log` keeps (oldest are dropped).
@@ -138,6 +140,7 @@ pub struct RequestRecord {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     by_route: HashMap<(String, String), u64>,
+    by_template: HashMap<&'static str, u64>,
     log: VecDeque<RequestRecord>,
     total: u64,
     mutations_ok: u64,
@@ -161,6 +164,7 @@ pub(crate) struct Inner {
     pub(crate) task_index: HashMap<String, usize>,
     pub(crate) next_pid: u32,
     pub(crate) counters: Counters,
+    pub(crate) list_order: ListOrder,
 }
 
 fn config_error(msg: String) -> SimError {
@@ -253,6 +257,7 @@ impl Inner {
             task_index: HashMap::new(),
             next_pid: 0x000A_4000,
             counters: Counters::default(),
+            list_order: cfg.list_order,
         })
     }
 
@@ -271,6 +276,9 @@ impl Inner {
         *c.by_route
             .entry((method.to_string(), path.to_string()))
             .or_insert(0) += 1;
+        if let Some(template) = crate::api::route_template(method, path) {
+            *c.by_template.entry(template).or_insert(0) += 1;
+        }
         if method != "GET" && (200..300).contains(&status) {
             c.mutations_ok += 1;
         }
@@ -366,6 +374,7 @@ pub struct VolumeView {
 #[derive(Clone)]
 pub struct SimState {
     pub(crate) inner: Arc<Mutex<Inner>>,
+    pub(crate) conns: Arc<ConnStats>,
 }
 
 impl fmt::Debug for SimState {
@@ -427,6 +436,7 @@ impl SimState {
     pub(crate) fn new(inner: Inner) -> SimState {
         SimState {
             inner: Arc::new(Mutex::new(inner)),
+            conns: Arc::default(),
         }
     }
 
@@ -612,6 +622,38 @@ impl SimState {
             .get(&(method.to_string(), path.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// How many requests were answered (or dropped) for one endpoint template, named as the
+    /// schema names it: `GET /nodes/{node}/lxc/{vmid}/config`. Requests that match no served
+    /// endpoint are not counted here.
+    pub fn requests_to(&self, template: &str) -> u64 {
+        self.lock()
+            .counters
+            .by_template
+            .get(template)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests per endpoint template (see [`SimState::requests_to`]), for tests and benches.
+    pub fn requests_by_template(&self) -> BTreeMap<String, u64> {
+        self.lock()
+            .counters
+            .by_template
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
+    }
+
+    /// TCP connections accepted so far. A client with a warm pool opens none per request.
+    pub fn connections_accepted(&self) -> u64 {
+        self.conns.accepted.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes completed so far (a resumed session counts as a handshake too).
+    pub fn tls_handshakes(&self) -> u64 {
+        self.conns.handshakes.load(Ordering::Relaxed)
     }
 
     /// All requests answered so far.

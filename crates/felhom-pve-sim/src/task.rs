@@ -139,7 +139,7 @@ impl Inner {
         task.pending = Some(Pending {
             deadline: self.clock.instant() + duration,
             effect,
-            fault: faults.task_fault(task_type),
+            fault: faults.task_fault(task_type, id),
         });
         self.push_task(task)
     }

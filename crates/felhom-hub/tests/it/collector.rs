@@ -162,6 +162,76 @@ async fn a_guest_list_failure_is_hard() {
 }
 
 #[tokio::test]
+async fn a_guest_list_that_is_not_a_list_is_a_failed_read() {
+    // `{"data": null}` must not become "every guest is gone"
+    let pve = support::pve().await;
+    pve.faults().fail_next(
+        1,
+        HttpFault::body(200, r#"{"data":null}"#).only(Some("GET"), Some("/nodes/pve/lxc")),
+    );
+    let api = support::pve_client(&pve);
+    let e = collector::collect(&api, &FixedProber(ServiceState::Active), "pve-01", at())
+        .await
+        .unwrap_err();
+    let CollectError::GuestList { source, .. } = &e else {
+        panic!("not a guest list failure: {e}");
+    };
+    assert!(matches!(source, ProxmoxError::Decode { .. }), "{source}");
+    assert!(source.to_string().contains("expected a list"), "{source}");
+    assert!(e.to_string().contains("/nodes/pve/lxc"), "{e}");
+}
+
+#[tokio::test]
+async fn storage_order_is_stable_whatever_order_pve_lists_in() {
+    use felhom_pve_sim::ListOrder;
+    let config = |order| {
+        let mut c = SimConfig::default().list_order(order);
+        for id in ["nfs-b", "zfs-a", "backup-c", "dir-d"] {
+            c = c.storage(StorageSpec::dir(id, &format!("/mnt/{id}")).content(&["backup"]));
+        }
+        c
+    };
+    let mut reports = Vec::new();
+    let mut raw_orders = Vec::new();
+    for seed in [1u64, 2] {
+        let pve = support::pve_with(config(ListOrder::Shuffled(seed))).await;
+        let api = support::pve_client(&pve);
+        let listed: Vec<String> = felhom_proxmox::ProxmoxApi::node_storage(&api)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.storage)
+            .collect();
+        raw_orders.push(listed);
+        let r = collector::collect(&api, &FixedProber(ServiceState::Active), "pve-01", at())
+            .await
+            .unwrap();
+        reports.push(r);
+    }
+    // the two simulators really listed differently, neither sorted
+    assert_ne!(raw_orders[0], raw_orders[1]);
+    for listed in &raw_orders {
+        let mut sorted = listed.clone();
+        sorted.sort();
+        assert_ne!(*listed, sorted);
+    }
+    let ids = |i: usize| -> Vec<String> {
+        reports[i]
+            .storage_targets
+            .iter()
+            .map(|s| s.id.clone())
+            .collect()
+    };
+    assert_eq!(
+        ids(0),
+        ["backup-c", "dir-d", "local", "local-lvm", "nfs-b", "zfs-a"]
+    );
+    assert_eq!(ids(0), ids(1));
+    assert_eq!(reports[0].storage_targets, reports[1].storage_targets);
+    assert_eq!(reports[0].backups, reports[1].backups);
+}
+
+#[tokio::test]
 async fn a_guest_config_failure_keeps_the_status_and_omits_the_spec() {
     let pve = support::pve().await;
     pve.faults().fail_next(

@@ -330,7 +330,10 @@ async fn every_operation_is_implemented_by_the_client() {
             "snapshot",
             pve.snapshot(100, "felhom-test", None).await.map(drop),
         ),
-        ("rollback", pve.rollback(100, "felhom-test").await.map(drop)),
+        (
+            "rollback",
+            pve.rollback(100, "felhom-test", false).await.map(drop),
+        ),
         (
             "delete_snapshot",
             pve.delete_snapshot(100, "felhom-test").await.map(drop),

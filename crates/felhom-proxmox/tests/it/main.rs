@@ -7,6 +7,7 @@ mod deps;
 mod fixture;
 mod https;
 mod secrets;
+mod sim_destructive;
 mod sim_errors;
 mod sim_mutations;
 mod sim_reads;

@@ -164,7 +164,7 @@ async fn snapshot_rollback_and_delete() {
     pve.set_config(100, &set(&[("cores", "6")])).await.unwrap();
     assert_eq!(pve.guest_config(100).await.unwrap().cores, Some(6));
 
-    let upid = pve.rollback(100, "pre-upgrade").await.unwrap();
+    let upid = pve.rollback(100, "pre-upgrade", false).await.unwrap();
     assert_eq!(state.task(upid.as_str()).unwrap().task_type, "vzrollback");
     wait_task(&pve, &upid, &wait).await.unwrap();
     let cfg = pve.guest_config(100).await.unwrap();

@@ -593,12 +593,12 @@ pub(super) fn create(ctx: &mut Ctx<'_>) -> ApiResult {
     let restore = take_flag(&mut p, "restore");
     let force = take_flag(&mut p, "force");
     let start = take_flag(&mut p, "start");
+    let unique = take_flag(&mut p, "unique");
     let unprivileged = take_text(&mut p, "unprivileged");
     // accepted but not modelled
     for k in [
         "ignore-unpack-errors",
         "bwlimit",
-        "unique",
         "password",
         "ssh-public-keys",
         "ha-managed",
@@ -766,6 +766,14 @@ pub(super) fn create(ctx: &mut Ctx<'_>) -> ApiResult {
             conf.keys = vol.guest_config.clone().unwrap_or_default();
             conf.keys.remove("lock");
             conf.keys.remove("parent");
+            if unique {
+                // restore_configuration: every backed-up netN gets a fresh random MAC
+                for (key, value) in conf.keys.iter_mut() {
+                    if is_net_key(key) {
+                        *value = with_hwaddr(value, &unique_mac(vmid, key));
+                    }
+                }
+            }
             conf.set_description(vol.guest_description.as_deref().unwrap_or(""));
             lines.push(format!("extracting archive '/var/lib/vz/dump/{file}'"));
             lines.push(format!(
@@ -830,6 +838,35 @@ pub(super) fn create(ctx: &mut Ctx<'_>) -> ApiResult {
         Box::new(effect),
     );
     Ok(Reply::data(json!(upid)))
+}
+
+fn is_net_key(key: &str) -> bool {
+    key.strip_prefix("net")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A MAC for `unique=1` in PVE's default prefix `BC:24:11` (locally administered in spirit);
+/// derived from vmid and key rather than random, so tests can predict it differs.
+fn unique_mac(vmid: u32, key: &str) -> String {
+    let idx: u32 = key[3..].parse().unwrap_or(0);
+    let n = vmid.wrapping_mul(32).wrapping_add(idx) & 0x00FF_FFFF;
+    format!(
+        "BC:24:11:{:02X}:{:02X}:{:02X}",
+        n >> 16,
+        (n >> 8) & 0xFF,
+        n & 0xFF
+    )
+}
+
+/// The `netN` property string with `hwaddr` replaced (or added).
+fn with_hwaddr(net: &str, mac: &str) -> String {
+    let mut parts: Vec<String> = net
+        .split(',')
+        .filter(|p| !p.is_empty() && !p.starts_with("hwaddr="))
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("hwaddr={mac}"));
+    parts.join(",")
 }
 
 /// `DELETE /nodes/{node}/lxc/{vmid}`.
@@ -905,6 +942,22 @@ mod tests {
         assert!(!option_exists("net[n]"));
         assert!(!option_exists("bogus"));
         assert!(!option_exists("digest"));
+    }
+
+    #[test]
+    fn unique_restores_get_fresh_macs() {
+        assert!(is_net_key("net0") && is_net_key("net31"));
+        assert!(!is_net_key("net") && !is_net_key("nameserver"));
+        let mac = unique_mac(9000, "net0");
+        assert_eq!(mac, "BC:24:11:04:65:00");
+        assert_ne!(mac, unique_mac(9000, "net1"));
+        assert_eq!(
+            with_hwaddr(
+                "name=eth0,bridge=vmbr0,hwaddr=AA:AA:AA:AA:AA:AA,ip=dhcp",
+                &mac
+            ),
+            "name=eth0,bridge=vmbr0,ip=dhcp,hwaddr=BC:24:11:04:65:00"
+        );
     }
 
     #[test]

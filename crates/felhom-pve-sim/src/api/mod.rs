@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::config::ListOrder;
 use crate::faults::Faults;
 use crate::params::{self, PVal, ParamErrors, Params};
 use crate::state::{Guest, Inner};
@@ -203,6 +204,11 @@ fn match_route(
     Err(ApiError::not_implemented(method, rel))
 }
 
+/// The served endpoint a request path belongs to (`GET /nodes/{node}/lxc`), if any.
+pub(crate) fn route_template(method: &str, rel: &str) -> Option<&'static str> {
+    match_route(method, rel).ok().map(|(key, _)| key)
+}
+
 fn substitute(template: &str, params: &Params) -> String {
     let mut out = String::new();
     for (i, seg) in template.split('/').enumerate() {
@@ -260,39 +266,94 @@ pub(crate) fn dispatch(
         }
     }
     params::validate(spec, &params).map_err(ApiError::params)?;
+    let order = inner.list_order;
     let mut ctx = Ctx {
         inner,
         faults,
         authid,
         params,
     };
-    match key {
-        "GET /version" => node::version(&mut ctx),
-        "GET /nodes" => node::nodes(&mut ctx),
-        "GET /nodes/{node}/status" => node::status(&mut ctx),
-        "GET /access/permissions" => access::permissions(&mut ctx),
-        "GET /storage" => storage::index(&mut ctx),
-        "GET /nodes/{node}/storage" => storage::node_index(&mut ctx),
-        "GET /nodes/{node}/storage/{storage}/content" => storage::content(&mut ctx),
-        "GET /nodes/{node}/lxc" => lxc::list(&mut ctx),
-        "POST /nodes/{node}/lxc" => lxc::create(&mut ctx),
-        "DELETE /nodes/{node}/lxc/{vmid}" => lxc::destroy(&mut ctx),
-        "GET /nodes/{node}/lxc/{vmid}/status/current" => lxc::status_current(&mut ctx),
-        "POST /nodes/{node}/lxc/{vmid}/status/start" => lxc::start(&mut ctx),
-        "POST /nodes/{node}/lxc/{vmid}/status/stop" => lxc::stop(&mut ctx, "vzstop"),
-        "POST /nodes/{node}/lxc/{vmid}/status/shutdown" => lxc::stop(&mut ctx, "vzshutdown"),
-        "GET /nodes/{node}/lxc/{vmid}/config" => lxc::get_config(&mut ctx),
-        "PUT /nodes/{node}/lxc/{vmid}/config" => lxc::set_config(&mut ctx),
-        "GET /nodes/{node}/lxc/{vmid}/snapshot" => snapshot::list(&mut ctx),
-        "POST /nodes/{node}/lxc/{vmid}/snapshot" => snapshot::create(&mut ctx),
-        "POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback" => {
-            snapshot::rollback(&mut ctx)
+    let mut result = handle(&mut ctx, key);
+    if let (Ok(reply), ListOrder::Shuffled(seed)) = (&mut result, order) {
+        if let Value::Array(items) = &mut reply.data {
+            match key {
+                "GET /nodes"
+                | "GET /nodes/{node}/lxc"
+                | "GET /storage"
+                | "GET /nodes/{node}/storage"
+                | "GET /nodes/{node}/storage/{storage}/content" => shuffle(items, seed, key),
+                // PVE appends the synthetic `current` entry after the hash-ordered snapshots
+                "GET /nodes/{node}/lxc/{vmid}/snapshot" => {
+                    let len = items.len().saturating_sub(1);
+                    shuffle(&mut items[..len], seed, key);
+                }
+                // the task index is sorted by PVE itself (newest first)
+                _ => {}
+            }
         }
-        "DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}" => snapshot::delete(&mut ctx),
-        "POST /nodes/{node}/vzdump" => vzdump::vzdump(&mut ctx),
-        "GET /nodes/{node}/tasks" => tasks::list(&mut ctx),
-        "GET /nodes/{node}/tasks/{upid}/status" => tasks::status(&mut ctx),
-        "GET /nodes/{node}/tasks/{upid}/log" => tasks::log(&mut ctx),
+    }
+    result
+}
+
+/// A deterministic permutation of `items` from `seed` and the endpoint (splitmix64 driving a
+/// Fisher–Yates shuffle); a permutation that happens to keep the input order is rotated, so a
+/// sorted input of two or more entries never comes back sorted.
+pub(crate) fn shuffle<T: Default>(items: &mut [T], seed: u64, endpoint: &str) {
+    let mut state = endpoint.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    });
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let n = items.len();
+    if n < 2 {
+        return;
+    }
+    let mut perm: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        perm.swap(i, j);
+    }
+    if perm.iter().enumerate().all(|(i, p)| i == *p) {
+        perm.rotate_left(1);
+    }
+    // position i takes the entry that was at perm[i]
+    let mut old: Vec<T> = items.iter_mut().map(std::mem::take).collect();
+    for (slot, from) in items.iter_mut().zip(perm) {
+        *slot = std::mem::take(&mut old[from]);
+    }
+}
+
+fn handle(ctx: &mut Ctx<'_>, key: &str) -> ApiResult {
+    match key {
+        "GET /version" => node::version(ctx),
+        "GET /nodes" => node::nodes(ctx),
+        "GET /nodes/{node}/status" => node::status(ctx),
+        "GET /access/permissions" => access::permissions(ctx),
+        "GET /storage" => storage::index(ctx),
+        "GET /nodes/{node}/storage" => storage::node_index(ctx),
+        "GET /nodes/{node}/storage/{storage}/content" => storage::content(ctx),
+        "GET /nodes/{node}/lxc" => lxc::list(ctx),
+        "POST /nodes/{node}/lxc" => lxc::create(ctx),
+        "DELETE /nodes/{node}/lxc/{vmid}" => lxc::destroy(ctx),
+        "GET /nodes/{node}/lxc/{vmid}/status/current" => lxc::status_current(ctx),
+        "POST /nodes/{node}/lxc/{vmid}/status/start" => lxc::start(ctx),
+        "POST /nodes/{node}/lxc/{vmid}/status/stop" => lxc::stop(ctx, "vzstop"),
+        "POST /nodes/{node}/lxc/{vmid}/status/shutdown" => lxc::stop(ctx, "vzshutdown"),
+        "GET /nodes/{node}/lxc/{vmid}/config" => lxc::get_config(ctx),
+        "PUT /nodes/{node}/lxc/{vmid}/config" => lxc::set_config(ctx),
+        "GET /nodes/{node}/lxc/{vmid}/snapshot" => snapshot::list(ctx),
+        "POST /nodes/{node}/lxc/{vmid}/snapshot" => snapshot::create(ctx),
+        "POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback" => snapshot::rollback(ctx),
+        "DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}" => snapshot::delete(ctx),
+        "POST /nodes/{node}/vzdump" => vzdump::vzdump(ctx),
+        "GET /nodes/{node}/tasks" => tasks::list(ctx),
+        "GET /nodes/{node}/tasks/{upid}/status" => tasks::status(ctx),
+        "GET /nodes/{node}/tasks/{upid}/log" => tasks::log(ctx),
         other => Err(ApiError::internal(format!(
             "pve-sim: no handler for {other}"
         ))),
@@ -333,6 +394,32 @@ mod tests {
             let (k, _) = match_route(method, &path).unwrap();
             assert_eq!(k, *key);
         }
+    }
+
+    #[test]
+    fn shuffles_are_deterministic_and_never_sorted() {
+        for n in 2..40usize {
+            let sorted: Vec<usize> = (0..n).collect();
+            let mut a = sorted.clone();
+            shuffle(&mut a, 7, "GET /storage");
+            let mut b = sorted.clone();
+            shuffle(&mut b, 7, "GET /storage");
+            assert_eq!(a, b, "same seed, same order");
+            assert_ne!(a, sorted, "never left sorted (n = {n})");
+            let mut back = a.clone();
+            back.sort_unstable();
+            assert_eq!(back, sorted, "a permutation");
+        }
+        let sorted: Vec<usize> = (0..10).collect();
+        let (mut a, mut b, mut c) = (sorted.clone(), sorted.clone(), sorted.clone());
+        shuffle(&mut a, 1, "GET /storage");
+        shuffle(&mut b, 2, "GET /storage");
+        shuffle(&mut c, 1, "GET /nodes/{node}/lxc");
+        assert_ne!(a, b, "seeds differ");
+        assert_ne!(a, c, "endpoints differ");
+        let mut one = vec![5];
+        shuffle(&mut one, 1, "x");
+        assert_eq!(one, [5]);
     }
 
     #[test]

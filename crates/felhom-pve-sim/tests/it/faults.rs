@@ -120,3 +120,62 @@ async fn padded_answers_exceed_a_size_limit_and_stay_valid_json() {
     sim.faults().pad_responses_to(None);
     assert!(c.get("/version").await.body.len() < 200);
 }
+
+#[tokio::test]
+async fn a_body_fault_answers_verbatim_once_and_only_where_it_matches() {
+    let sim = sim().await;
+    let c = Client::new(&sim);
+    sim.faults().fail_next(
+        1,
+        felhom_pve_sim::HttpFault::body(200, r#"{"data":null}"#)
+            .only(Some("GET"), Some("/nodes/pve/lxc")),
+    );
+    assert_eq!(c.get("/version").await.status, 200);
+    let r = c.get("/nodes/pve/lxc").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), r#"{"data":null}"#);
+    assert_eq!(
+        r.headers.get("content-type").unwrap(),
+        "application/json;charset=UTF-8"
+    );
+    assert_eq!(
+        c.get("/nodes/pve/lxc")
+            .await
+            .data()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(sim.state().requests_to("GET /nodes/{node}/lxc"), 2);
+    assert_eq!(sim.state().requests_to("GET /version"), 1);
+}
+
+#[tokio::test]
+async fn connections_and_handshakes_are_counted() {
+    let sim = sim().await;
+    let state = sim.state();
+    assert_eq!(
+        (state.connections_accepted(), state.tls_handshakes()),
+        (0, 0)
+    );
+    let c = Client::new(&sim);
+    for _ in 0..4 {
+        assert_eq!(c.get("/version").await.status, 200);
+    }
+    // the raw client keeps its connection alive
+    assert_eq!(
+        (state.connections_accepted(), state.tls_handshakes()),
+        (1, 1)
+    );
+    // a plain TCP connect without TLS is accepted but never completes a handshake
+    let tcp = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+    drop(tcp);
+    let mut waited = 0;
+    while state.connections_accepted() < 2 && waited < 100 {
+        tokio::task::yield_now().await;
+        waited += 1;
+    }
+    assert_eq!(state.connections_accepted(), 2);
+    assert_eq!(state.tls_handshakes(), 1);
+}

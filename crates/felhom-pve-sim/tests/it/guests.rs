@@ -280,7 +280,14 @@ async fn a_locked_guest_refuses_config_changes() {
     let r = c.put("/nodes/pve/lxc/100/config", &[("cores", "3")]).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.reason, "CT is locked (backup)");
-    assert_eq!(c.get("/nodes/pve/lxc").await.data()[0]["lock"], "backup");
+    let list = c.get("/nodes/pve/lxc").await.data();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["vmid"] == 100)
+        .expect("guest 100 listed");
+    assert_eq!(entry["lock"], "backup");
 }
 
 #[tokio::test]
@@ -297,4 +304,68 @@ async fn state_handle_adds_and_removes_guests() {
     assert_eq!(cfg["description"], "a\n\nb\n");
     assert!(sim.state().remove_guest(200));
     assert_eq!(c.get("/nodes/pve/lxc/200/config").await.status, 500);
+}
+
+#[tokio::test]
+async fn index_lists_are_shuffled_by_seed_unless_sorted_is_asked_for() {
+    use felhom_pve_sim::ListOrder;
+    let host = |order| {
+        let mut c = SimConfig::default().list_order(order);
+        for vmid in 102..110 {
+            c = c.guest(GuestSpec::new(vmid, "g"));
+        }
+        c
+    };
+    let vmids = |list: serde_json::Value| -> Vec<u64> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["vmid"].as_u64().unwrap())
+            .collect()
+    };
+    let sorted: Vec<u64> = (100..110).collect();
+    let mut seen = Vec::new();
+    for order in [
+        ListOrder::Shuffled(1),
+        ListOrder::Shuffled(2),
+        ListOrder::default(),
+    ] {
+        let sim = sim_with(host(order)).await;
+        let c = Client::new(&sim);
+        let first = vmids(c.get("/nodes/pve/lxc").await.data());
+        let again = vmids(c.get("/nodes/pve/lxc").await.data());
+        assert_eq!(first, again, "stable for one seed");
+        assert_ne!(first, sorted);
+        let mut back = first.clone();
+        back.sort_unstable();
+        assert_eq!(back, sorted);
+        seen.push(first);
+    }
+    assert_ne!(seen[0], seen[1]);
+    let sim = sim_with(host(ListOrder::Sorted)).await;
+    let c = Client::new(&sim);
+    assert_eq!(vmids(c.get("/nodes/pve/lxc").await.data()), sorted);
+    // the snapshot list keeps PVE's synthetic `current` last
+    let sim = sim_with(
+        SimConfig::default().guest(
+            GuestSpec::new(102, "s")
+                .snapshot("s1", "", 1)
+                .snapshot("s2", "", 2)
+                .snapshot("s3", "", 3),
+        ),
+    )
+    .await;
+    let snaps = Client::new(&sim)
+        .get("/nodes/pve/lxc/102/snapshot")
+        .await
+        .data();
+    let names: Vec<&str> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 4);
+    assert_eq!(names[3], "current");
+    assert_ne!(names[..3], ["s1", "s2", "s3"]);
 }
