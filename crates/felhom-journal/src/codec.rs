@@ -24,10 +24,14 @@
 //! # Tail rules (see [`scan`])
 //!
 //! Because every append is fsync'd before the next begins, only the last record can be torn by
-//! a crash. So after the last good line, the rest of the buffer may be a *torn tail*: bytes with
-//! no final newline, or one bad line, in either case possibly followed by zero bytes (space the
-//! file system allocated but never wrote). Anything more after a bad line is corruption, and so
-//! is a bad tail with a complete good line inside it (a damaged newline that merged two lines).
+//! a crash, and a torn write never got its final newline onto the disk. So after the last good
+//! line, the rest of the buffer may be a *torn tail*: bytes with no newline at all, possibly
+//! ending in zero bytes (space the file system allocated but never wrote). A complete,
+//! newline-terminated line that is bad (checksum, framing, sequence, or a record that does not
+//! decode) is *corruption* wherever it is, the last line included: its append was acknowledged,
+//! so dropping it would silently forget a record (for the nonce store, a used nonce). A bad
+//! tail with a complete good line inside it (a damaged newline that merged two lines) is
+//! corruption too.
 
 use std::fmt;
 
@@ -262,6 +266,8 @@ pub struct Scanned {
 pub struct ScanError {
     /// 1-based line number of the offending line.
     pub line: u64,
+    /// Byte offset of the start of the offending line.
+    pub offset: u64,
     /// What is wrong with it.
     pub reason: String,
 }
@@ -301,6 +307,7 @@ where
             if let Some(at) = embedded_line(rest) {
                 return Err(ScanError {
                     line: line_no,
+                    offset: pos as u64,
                     reason: format!("bad record with a good one inside it at byte {at}"),
                 });
             }
@@ -316,6 +323,7 @@ where
                 if line.seq != expected {
                     return Err(ScanError {
                         line: line_no,
+                        offset: pos as u64,
                         reason: format!(
                             "sequence gap: expected seq {expected}, found {}",
                             line.seq
@@ -324,25 +332,25 @@ where
                 }
                 visit(line_no, line).map_err(|reason| ScanError {
                     line: line_no,
+                    offset: pos as u64,
                     reason,
                 })?;
                 expected += 1;
                 pos += nl + 1;
             }
             Err(e) => {
-                let after = &rest[nl + 1..];
-                if let Some(at) = embedded_line(&rest[..nl]) {
-                    return Err(ScanError {
-                        line: line_no,
-                        reason: format!("{e}, with a good record inside it at byte {at}"),
-                    });
-                }
-                if after.iter().all(|&b| b == 0) {
-                    return torn(format!("bad last line: {e}"));
-                }
+                // Newline-terminated, so its append completed: damage, never a torn write.
+                let reason = if let Some(at) = embedded_line(&rest[..nl]) {
+                    format!("{e}, with a good record inside it at byte {at}")
+                } else if nl + 1 == rest.len() {
+                    format!("{e} (a complete last line: corruption, not a torn write)")
+                } else {
+                    format!("{e}, and more data follows it")
+                };
                 return Err(ScanError {
                     line: line_no,
-                    reason: format!("{e}, and more data follows it"),
+                    offset: pos as u64,
+                    reason,
                 });
             }
         }
@@ -472,12 +480,44 @@ mod tests {
             if reason.contains("zero bytes"))
         );
 
+        let mut partial_then_zeros = good.clone();
+        partial_then_zeros.extend_from_slice(b"{\"seq\":3,\"cr\0\0\0");
+        let s = count(&partial_then_zeros).unwrap();
+        assert!(matches!(
+            &s.tail,
+            Tail::Torn {
+                line: 3,
+                bytes: 15,
+                ..
+            }
+        ));
+        assert_eq!(s.good_len, good.len() as u64);
+    }
+
+    #[test]
+    fn a_complete_bad_last_line_is_corruption_not_a_torn_tail() {
+        let good = file(2);
+        // A bit flip inside the last record, newline intact.
+        let mut flipped = file(3);
+        let at = good.len() + 40;
+        flipped[at] ^= 0x01;
+        let e = count(&flipped).unwrap_err();
+        assert_eq!((e.line, e.offset), (3, good.len() as u64));
+        assert!(e.reason.contains("complete last line"), "{}", e.reason);
+
+        // A bad complete line followed by zero bytes: the zeros may be torn, the line is not.
         let mut bad_then_zeros = good.clone();
         bad_then_zeros.extend_from_slice(b"{\"seq\":3,garbage\n\0\0\0");
-        let s = count(&bad_then_zeros).unwrap();
-        assert!(matches!(&s.tail, Tail::Torn { line: 3, reason, .. }
-            if reason.starts_with("bad last line")));
-        assert_eq!(s.good_len, good.len() as u64);
+        let e = count(&bad_then_zeros).unwrap_err();
+        assert_eq!((e.line, e.offset), (3, good.len() as u64));
+
+        // A checksummed record the visitor rejects on the last line, too.
+        let e = scan(
+            &file(3),
+            |no, _| if no == 3 { Err("no".into()) } else { Ok(()) },
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3);
     }
 
     #[test]
@@ -537,10 +577,12 @@ mod tests {
             |no, _| if no == 2 { Err("nope".into()) } else { Ok(()) },
         )
         .unwrap_err();
+        let second = buf.iter().position(|&b| b == b'\n').unwrap() as u64 + 1;
         assert_eq!(
             e,
             ScanError {
                 line: 2,
+                offset: second,
                 reason: "nope".into()
             }
         );

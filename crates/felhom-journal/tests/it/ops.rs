@@ -274,3 +274,32 @@ fn a_failed_fsync_does_not_change_the_view_and_poisons() {
         Err(OpError::Journal(JournalError::Poisoned { .. }))
     ));
 }
+
+#[test]
+fn a_bit_flip_in_the_last_complete_transition_is_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ops.log");
+    {
+        let mut j = journal(&dir);
+        let id = j
+            .started(Some(7), "destroy_guest", Some("k".into()), 1)
+            .unwrap();
+        j.succeeded(&id, 2).unwrap();
+    }
+    // Dropping the damaged `succeeded` would make the applied key look in flight (or, after a
+    // later failure, free to run again): the journal must refuse the file instead.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    bytes[last + 50] ^= 0x02;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = OpJournal::open(&path).unwrap_err();
+    assert!(
+        matches!(&e, felhom_journal::JournalError::Corrupt { line: 2, .. }),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "file untouched");
+}
