@@ -39,7 +39,10 @@ pub mod ops;
 pub use error::JournalError;
 pub use fs::{FaultyFs, FileSystem, FsCall, RealFs};
 pub use log::{Log, Opened, TornTail};
-pub use ops::{KeyState, OpEntry, OpError, OpId, OpJournal, OpRecord, OpState};
+pub use ops::{
+    Compaction, KeyState, OpEntry, OpError, OpId, OpJournal, OpRecord, OpState,
+    DEFAULT_COMPACT_THRESHOLD_BYTES, DEFAULT_RETENTION_SECS,
+};
 
 #[cfg(test)]
 mod tests {
