@@ -58,7 +58,9 @@ impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EncodeError::Json(e) => write!(f, "{e}"),
-            EncodeError::Newline => f.write_str("serialized record contains a raw newline"),
+            EncodeError::Newline => {
+                f.write_str("serialized record is empty or contains a raw newline")
+            }
         }
     }
 }
@@ -157,6 +159,26 @@ pub fn encode_line<R: serde::Serialize + ?Sized>(
     for (i, slot) in out[crc_at..crc_at + CRC_LEN].iter_mut().enumerate() {
         *slot = HEX[((crc >> (28 - 4 * i)) & 0xf) as usize];
     }
+    out.extend_from_slice(b"}\n");
+    Ok(())
+}
+
+/// Appends one complete line for the already-serialized record `rec` (exact JSON bytes, as
+/// [`decode_line`] hands them back) at `seq`: how a repair renumbers intact records without
+/// re-serializing them. Refused, leaving `out` as it was, if `rec` is empty or holds a newline.
+pub fn encode_raw_line(seq: u64, rec: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if rec.is_empty() || memchr::memchr(b'\n', rec).is_some() {
+        return Err(EncodeError::Newline);
+    }
+    out.extend_from_slice(SEQ_PREFIX);
+    let digits_start = out.len();
+    push_decimal(out, seq);
+    let digits_end = out.len();
+    let crc = checksum(&out[digits_start..digits_end], rec);
+    out.extend_from_slice(CRC_PREFIX);
+    out.extend((0..CRC_LEN).map(|i| HEX[((crc >> (28 - 4 * i)) & 0xf) as usize]));
+    out.extend_from_slice(REC_PREFIX);
+    out.extend_from_slice(rec);
     out.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -387,6 +409,18 @@ mod tests {
             String::from_utf8(l).unwrap(),
             format!("{{\"seq\":17,\"crc\":\"{crc:08x}\",\"rec\":{{\"a\":1}}}}\n")
         );
+    }
+
+    #[test]
+    fn a_raw_line_is_byte_identical_to_an_encoded_one() {
+        let l = line(42, &serde_json::json!({"a": [1, "é"]}));
+        let rec = decode_line(&l[..l.len() - 1]).unwrap().rec;
+        let mut raw = b"x".to_vec();
+        encode_raw_line(42, rec, &mut raw).unwrap();
+        assert_eq!(&raw[1..], &l[..]);
+        assert!(encode_raw_line(1, b"{\n}", &mut raw).is_err());
+        assert!(encode_raw_line(1, b"", &mut raw).is_err());
+        assert_eq!(&raw[1..], &l[..], "untouched on error");
     }
 
     #[test]

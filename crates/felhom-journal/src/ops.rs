@@ -330,6 +330,20 @@ impl Index {
     }
 }
 
+/// The ops whose latest record is not terminal, in start order, from records in file order:
+/// what [`OpJournal::in_flight`] answers, for records read offline (an inspection).
+pub fn in_flight_of<'a>(records: impl IntoIterator<Item = &'a OpRecord>) -> Vec<OpEntry> {
+    let mut index = Index::default();
+    for rec in records {
+        index.apply(rec.clone());
+    }
+    index
+        .entries
+        .into_iter()
+        .filter(|e| !e.state.is_terminal())
+        .collect()
+}
+
 /// The op journal over a [`Log<OpRecord>`], with the idempotency store on the same records.
 #[derive(Debug)]
 pub struct OpJournal {
