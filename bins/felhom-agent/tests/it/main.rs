@@ -4,5 +4,6 @@
 
 mod commands;
 mod daemon;
+mod journal_cmd;
 mod support;
 mod verify_op;
