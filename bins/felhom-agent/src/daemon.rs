@@ -179,10 +179,20 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         }
     }
 
+    // After recovery (in-flight ops are kept either way): drop finished ops past retention.
+    if let Some(j) = journal.clone() {
+        let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || durable::compact_journal(&j, now, true)).await
+        {
+            tracing::error!(error = %e, "op journal: startup compaction did not finish");
+        }
+    }
+
     let queue = Queue::new(NonZeroUsize::new(QUEUE_CONCURRENCY).unwrap_or(NonZeroUsize::MIN));
     let engine_cancel = CancellationToken::new();
     let engine =
-        Engine::new(Arc::clone(&api), queue.clone(), journal).with_options(EngineOptions {
+        Engine::new(Arc::clone(&api), queue.clone(), journal.clone()).with_options(EngineOptions {
             cancel: engine_cancel.clone(),
             ..EngineOptions::default()
         });
@@ -196,6 +206,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         desired,
         verifier,
         status: Arc::clone(&status),
+        journal: journal.clone(),
     });
 
     let stop = CancellationToken::new();

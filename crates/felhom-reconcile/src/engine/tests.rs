@@ -139,7 +139,10 @@ async fn converges_in_one_pass_and_journals_each_lifecycle() {
     // Different guests run in parallel on the queue: their order is not fixed.
     let mut mutations = fake.mutations();
     mutations.sort();
-    assert_eq!(mutations, ["set_config 100 cores=4,memory=2049", "start 101"]);
+    assert_eq!(
+        mutations,
+        ["set_config 100 cores=4,memory=2049", "start 101"]
+    );
     assert_eq!(fake.guest(100).memory, Some(2049));
     assert!(fake.guest(101).running);
 
