@@ -2,9 +2,6 @@
 //! signatures minted as an authenticator would make them: user presence, the counter, and the
 //! application string as part of the key.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use felhom_authz::{AuthzError, BadSignatureReason, MemoryNonceStore, Role, Verifier};
 use ssh_key::HashAlg;
 
@@ -100,19 +97,6 @@ fn the_application_string_is_part_of_the_key() {
     assert!(matches!(err, AuthzError::UnknownSigner { .. }), "{err}");
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn the_counter_is_logged() {
     let captured = Captured::default();
@@ -128,7 +112,7 @@ fn the_counter_is_logged() {
     tracing::subscriber::with_default(subscriber, || {
         verifier_for(&sk).verify(&blob, &sig, NOW).unwrap();
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("counter=4242"), "{logs}");
     assert!(logs.contains("signer=ops-yubikey"), "{logs}");
 }

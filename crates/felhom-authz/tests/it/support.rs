@@ -404,3 +404,26 @@ pub fn malleate_ecdsa(armored: &[u8]) -> Vec<u8> {
     .unwrap()
     .into_bytes()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+/// A tracing writer that keeps what was logged, to assert on it.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
