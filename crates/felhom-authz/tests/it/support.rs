@@ -185,6 +185,17 @@ impl MintedSk {
         }
     }
 
+    /// The same key pair under another application string.
+    pub fn with_application(&self, application: &str) -> Self {
+        MintedSk {
+            key: match &self.key {
+                SkKey::Ed25519(k) => SkKey::Ed25519(k.clone()),
+                SkKey::EcdsaP256(k) => SkKey::EcdsaP256(k.clone()),
+            },
+            application: application.to_string(),
+        }
+    }
+
     pub fn key_data(&self) -> KeyData {
         match &self.key {
             SkKey::Ed25519(k) => {
@@ -426,4 +437,10 @@ impl std::io::Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Whether `program` is an executable file in a `PATH` directory.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
