@@ -84,7 +84,7 @@ impl VerifiedOp {
 /// 9. with an [`Expectation`] ([`Verifier::verify_for`]): role scope — the signer's role must
 ///    allow the blob's op ([`crate::Role::allows`]; an unknown op is denied);
 /// 10. with an [`Expectation`]: binding — the blob's `op`, `guest_id` and `params` must equal
-///    the action about to run (the host was bound at 7);
+///     the action about to run (the host was bound at 7);
 /// 11. record the nonce — last, so an op refused by any stage never burns it.
 ///
 /// Concurrency: stages 1–10 are pure, and recording is the store's atomic check-and-insert, so
