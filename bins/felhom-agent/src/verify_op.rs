@@ -220,6 +220,20 @@ mod tests {
                 },
                 "NotYetValid",
             ),
+            (
+                AuthzError::RoleDenied {
+                    key_id: "break-glass".into(),
+                    role: felhom_authz::Role::Recovery,
+                    op: "destroy_guest".into(),
+                },
+                "RoleDenied",
+            ),
+            (
+                AuthzError::BindingMismatch {
+                    field: felhom_authz::BindingField::GuestId,
+                },
+                "BindingMismatch",
+            ),
         ];
         for (e, name) in cases {
             assert_eq!(reason_name(&e), name);

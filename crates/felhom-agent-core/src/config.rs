@@ -2484,6 +2484,17 @@ mod tests {
     }
 
     #[test]
+    fn fido_ecdsa_signer_lines_are_accepted() {
+        // testdata/sshsig/sk-ecdsa256.pub: what `ssh-keygen -t ecdsa-sk` makes (issue 9).
+        let line = "no-touch-required sk-ecdsa-sha2-nistp256@openssh.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5jb20AAAAIbmlzdHAyNTYAAABBBPaLHeD1zmhhkvS9D9NBY4Y/LonThfi8+4WXlTOlesmwTwIqtrCWyL9CgE2OZ9OLP4iGaYDMkD9o/enS4UPZMmcAAAAEc3NoOg== anna@yubikey";
+        let mut doc = valid();
+        doc["authz"] =
+            json!({"signers": [{"key_id": "a", "role": "operational", "public_key": line}]});
+        let c = load(&doc).unwrap();
+        assert_eq!(c.authz.signers[0].public_key, line);
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_their_path() {
         let mut doc = valid();
         set(&mut doc, "/hub/poll_second", json!(60));
