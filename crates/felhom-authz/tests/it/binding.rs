@@ -323,3 +323,55 @@ fn a_key_id_mismatch_is_logged_as_a_warning() {
     });
     assert_eq!(quiet.text(), "");
 }
+
+#[test]
+fn a_refusal_for_role_or_binding_leaves_the_durable_store_untouched_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nonces.log");
+    let key = ed25519_key(27);
+    let open = || {
+        Verifier::new(
+            vec![signer_of(&key, "ops-test")],
+            felhom_authz::FileNonceStore::open(&path).unwrap(),
+            HOST,
+        )
+    };
+    let blob = blob();
+    let sig = sign(&key, &blob, HashAlg::Sha512);
+    {
+        let verifier = open();
+        let err = verifier
+            .verify_for(
+                &blob,
+                &sig,
+                NOW,
+                &expect(Op::DestroyGuest, Some(999), json!({})),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            AuthzError::BindingMismatch {
+                field: BindingField::GuestId
+            }
+        );
+    }
+    // After a restart the nonce is still unused: the right action is accepted once, and a
+    // replay after another restart is refused.
+    open()
+        .verify_for(
+            &blob,
+            &sig,
+            NOW,
+            &expect(Op::DestroyGuest, Some(105), json!({})),
+        )
+        .unwrap();
+    let err = open()
+        .verify_for(
+            &blob,
+            &sig,
+            NOW,
+            &expect(Op::DestroyGuest, Some(105), json!({})),
+        )
+        .unwrap_err();
+    assert!(matches!(err, AuthzError::Replay { .. }), "{err}");
+}
