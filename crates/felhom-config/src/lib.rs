@@ -42,9 +42,10 @@ const HUB_TIMEOUT_RANGE: (u64, u64) = (1, 300);
 const MAX_KEY_ID_LEN: usize = 128;
 const MAX_KEY_LINE_LEN: usize = 16 * 1024;
 const MAX_HOST_ID_LEN: usize = 64;
-const KEY_TYPES: [&str; 6] = [
+const KEY_TYPES: [&str; 7] = [
     "ssh-ed25519",
     "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
     "ssh-rsa",
     "ecdsa-sha2-nistp256",
     "ecdsa-sha2-nistp384",
@@ -2456,7 +2457,7 @@ mod tests {
                 "authz.signers[2].public_key: is a comment, not a key",
                 "authz.signers[3].public_key: is a certificate: pin the operator's plain public key",
                 "authz.signers[4].public_key: is a cert-authority line: pin the operator's own key, not a CA",
-                "authz.signers[5].public_key: has no supported key type (one of ssh-ed25519, sk-ssh-ed25519@openssh.com, ssh-rsa, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ecdsa-sha2-nistp521)",
+                "authz.signers[5].public_key: has no supported key type (one of ssh-ed25519, sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com, ssh-rsa, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ecdsa-sha2-nistp521)",
                 "authz.signers[6].public_key: has no key data after ssh-ed25519",
                 "authz.signers[7].public_key: has key data that is not base64",
                 "authz.signers[8].public_key: says ssh-ed25519 but its key data is a ssh-rsa key",
@@ -2481,6 +2482,17 @@ mod tests {
             "from=\"10.0.0.1,host a\",command=\"echo \\\"hi there\\\"\",no-pty {} anna@laptop",
             ed25519_line(9, "").trim_end()
         );
+        let mut doc = valid();
+        doc["authz"] =
+            json!({"signers": [{"key_id": "a", "role": "operational", "public_key": line}]});
+        let c = load(&doc).unwrap();
+        assert_eq!(c.authz.signers[0].public_key, line);
+    }
+
+    #[test]
+    fn fido_ecdsa_signer_lines_are_accepted() {
+        // testdata/sshsig/sk-ecdsa256.pub: what `ssh-keygen -t ecdsa-sk` makes (issue 9).
+        let line = "no-touch-required sk-ecdsa-sha2-nistp256@openssh.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5jb20AAAAIbmlzdHAyNTYAAABBBPaLHeD1zmhhkvS9D9NBY4Y/LonThfi8+4WXlTOlesmwTwIqtrCWyL9CgE2OZ9OLP4iGaYDMkD9o/enS4UPZMmcAAAAEc3NoOg== anna@yubikey";
         let mut doc = valid();
         doc["authz"] =
             json!({"signers": [{"key_id": "a", "role": "operational", "public_key": line}]});
