@@ -175,9 +175,10 @@ async fn untrusted_unreachable_and_slow_hubs_are_transport_errors() {
 
     // Trusting another hub's CA: the handshake fails, nothing was sent.
     let mistrusting = HubClient::new(felhom_hub::hub::HubClientConfig {
-        url: felhom_config::Url::parse(&hub.base_url()).unwrap(),
+        url: felhom_types::HttpsUrl::parse(&hub.base_url()).unwrap(),
         api_key: felhom_proxmox::Secret::new(KEY),
-        ca_file: Some(support::write_ca(&dir, "other-ca.pem", &other.ca_pem())),
+        trust: felhom_proxmox::TlsTrust::CaFile(support::write_ca(&dir, "other-ca.pem", &other.ca_pem())),
+        host_id: "pve-01".into(),
         timeout: Duration::from_secs(10),
     })
     .unwrap();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use felhom_hub::cloudflared::FixedProber;
-use felhom_config::Url;
+use felhom_types::HttpsUrl as Url;
 use felhom_hub::heartbeat::{self, Beat, HeartbeatSettings};
 use felhom_hub::hub::{HubClient, HubClientConfig};
 use felhom_hub_proto::golden::sample_host_report;
@@ -25,7 +25,8 @@ async fn the_key_appears_nowhere_but_on_the_wire() {
     let config = HubClientConfig {
         url: Url::parse(&hub.base_url()).unwrap(),
         api_key: Secret::new(KEY),
-        ca_file: Some(support::write_ca(&dir, "ca.pem", &hub.ca_pem())),
+        trust: felhom_proxmox::TlsTrust::CaFile(support::write_ca(&dir, "ca.pem", &hub.ca_pem())),
+        host_id: "pve-01".into(),
         timeout: Duration::from_secs(10),
     };
     assert!(!format!("{config:?}").contains(KEY));
