@@ -429,7 +429,6 @@ async fn startup_recovery_closes_an_op_a_crash_left_in_flight() {
         &felhom_config::Config::load(
             &env.config,
             std::iter::empty::<(String, String)>(),
-            felhom_config::Mode::Daemon,
         )
         .unwrap()
         .proxmox,
