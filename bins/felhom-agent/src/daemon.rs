@@ -18,13 +18,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use felhom_hub::cloudflared::SystemctlProber;
+use felhom_authz::Signer;
+use felhom_config::pve;
 use felhom_config::Config;
-use felhom_proxmox::TlsTrust;
+use felhom_hub::cloudflared::SystemctlProber;
 use felhom_hub::heartbeat::{self, Beat, HeartbeatSettings};
 use felhom_hub::hub::HubClient;
-use felhom_config::pve;
-use felhom_authz::Signer;
+use felhom_proxmox::TlsTrust;
 use felhom_proxmox::{PveClient, WaitOptions};
 use felhom_reconcile::{
     recover_with, Engine, EngineOptions, Queue, RecoveryOptions, SharedJournal,

@@ -66,7 +66,7 @@ where
     let config = Config::load(path, env).map_err(|e| fail(config_lines(&e)))?;
     let mut problems = Vec::new();
     if let Err(e) = config.hub("the daemon") {
-        problems.push(e.to_string());
+        problems.push(e.problem().to_string());
     }
     // The config parsed each signer with felhom-authz already; the list as a whole is checked
     // by the same function the verifier relies on.

@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use felhom_config::Config;
 use felhom_authz::{
     AuthzError, FileNonceStore, NonceStoreError, Signer, VerifiedOp, Verifier, MAX_BLOB_LEN,
     MAX_SIGNATURE_LEN,
 };
+use felhom_config::Config;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 

@@ -6,9 +6,9 @@
 
 use std::time::SystemTime;
 
+use felhom_config::HubConfig;
 use felhom_hub::cloudflared::CloudflaredProber;
 use felhom_hub::collector::{collect_with, CollectError, CollectOptions};
-use felhom_config::HubConfig;
 use felhom_hub::hub::{HubClient, HubError};
 use felhom_hub_proto::{ControlEnvelope, GuestStatus, HostReport, ServiceState};
 use felhom_proxmox::{HttpError, ProxmoxApi, TlsFailure, TlsTrust};
@@ -245,9 +245,9 @@ mod tests {
         let text = serde_json::to_vec(&doc).unwrap();
         let env: [(&str, &str); 0] = [];
         Config::from_json(&text, std::path::Path::new("/c.json"), env)
-        .unwrap()
-        .hub
-        .unwrap()
+            .unwrap()
+            .hub
+            .unwrap()
     }
 
     #[test]

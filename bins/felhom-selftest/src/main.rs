@@ -22,10 +22,10 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use felhom_hub::cloudflared::SystemctlProber;
-use felhom_config::{Config, ConfigError};
-use felhom_hub::hub::{HubClient, HubClientError};
 use felhom_config::pve;
+use felhom_config::{Config, ConfigError};
+use felhom_hub::cloudflared::SystemctlProber;
+use felhom_hub::hub::{HubClient, HubClientError};
 use felhom_proxmox::{PveClient, TlsTrust, WaitOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -184,7 +184,6 @@ async fn on_interrupt(cancel: CancellationToken) {
 enum SetupError {
     Config { path: String, error: ConfigError },
     Client(pve::PveConfigError),
-    MissingHub(felhom_config::MissingHub),
     Hub(HubClientError),
 }
 
@@ -203,7 +202,6 @@ impl SetupError {
             ),
             SetupError::Config { error, .. } => (error.to_string(), Vec::new()),
             SetupError::Client(e) => (e.to_string(), Vec::new()),
-            SetupError::MissingHub(e) => (e.to_string(), Vec::new()),
             SetupError::Hub(e) => (e.to_string(), Vec::new()),
         };
         eprintln!("felhom-selftest: {message}");
@@ -235,7 +233,11 @@ fn setup(path: &Path, command: &Command) -> Result<Setup, SetupError> {
     let client = pve::client(&config.proxmox).map_err(SetupError::Client)?;
     let hub = match command.needs_hub() {
         Some(who) => {
-            let hub = config.hub(who).map_err(SetupError::MissingHub)?;
+            // Reported like any config problem: one line, and `{"key": "hub"}` in JSON.
+            let hub = config.hub(who).map_err(|e| SetupError::Config {
+                path: path.display().to_string(),
+                error: ConfigError::Invalid(vec![e.problem()]),
+            })?;
             Some(HubClient::new(hub.client_config()).map_err(SetupError::Hub)?)
         }
         None => None,

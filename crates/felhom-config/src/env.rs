@@ -193,4 +193,3 @@ pub(crate) fn apply(doc: &mut Map<String, Value>, env: &BTreeMap<String, String>
             .insert(format!("{}.{}", spec.section, spec.key), name.clone());
     }
 }
-

@@ -12,7 +12,6 @@ use serde_json::{Map, Value};
 use crate::sections::{kind, Ctx};
 use crate::{env, sections, Config, ConfigError, Problem};
 
-
 /// Largest config file read: a real one is a few KiB, even with many signers.
 pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
@@ -161,4 +160,3 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
         Ok(StrictValue(Value::Object(out)))
     }
 }
-

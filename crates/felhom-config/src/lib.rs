@@ -74,6 +74,16 @@ pub struct MissingHub {
     pub who: &'static str,
 }
 
+impl MissingHub {
+    /// As a config problem at key `hub`.
+    pub fn problem(&self) -> Problem {
+        Problem {
+            key: "hub".into(),
+            msg: format!("missing section (required by {})", self.who),
+        }
+    }
+}
+
 impl Config {
     /// The `hub` section, or an error naming `who` needs it (`the daemon`).
     pub fn hub(&self, who: &'static str) -> Result<&HubConfig, MissingHub> {

@@ -201,12 +201,12 @@ fn proxmox_section(ctx: &mut Ctx, v: &Value) -> Option<ProxmoxConfig> {
     let api_url = o
         .string(ctx, "api_url", true)
         .and_then(|s| domain(ctx, &o.key("api_url"), ApiUrl::parse(s)));
-    let node = o.string(ctx, "node", true).and_then(|s| {
-        domain(ctx, &o.key("node"), check_node_name(s)).map(|()| s.to_owned())
-    });
-    let token_id = o.string(ctx, "token_id", true).and_then(|s| {
-        domain(ctx, &o.key("token_id"), ApiToken::check_token_id(s)).map(|()| s)
-    });
+    let node = o
+        .string(ctx, "node", true)
+        .and_then(|s| domain(ctx, &o.key("node"), check_node_name(s)).map(|()| s.to_owned()));
+    let token_id = o
+        .string(ctx, "token_id", true)
+        .and_then(|s| domain(ctx, &o.key("token_id"), ApiToken::check_token_id(s)).map(|()| s));
     let token_secret = o.string(ctx, "token_secret", true).and_then(|s| {
         let secret = Secret::new(s);
         domain(ctx, &o.key("token_secret"), ApiToken::check_secret(&secret)).map(|()| secret)
@@ -629,4 +629,3 @@ pub(crate) fn kind(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
-

@@ -1,7 +1,10 @@
 //! Typo suggestions for unknown keys and variables: the closest known name, if close.
 
 /// The candidate closest to `word` if it is close enough to be a likely typo.
-pub(crate) fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn nearest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word = word.to_ascii_lowercase();
     candidates
         .map(|c| {
@@ -30,4 +33,3 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
-

@@ -327,7 +327,8 @@ fn timeouts_are_bounded_and_the_hub_timeout_is_below_the_poll() {
 
 #[test]
 fn exactly_one_tls_mode() {
-    let msg = "proxmox.tls: exactly one of fingerprint_sha256, ca_file, insecure_skip_verify must be set";
+    let msg =
+        "proxmox.tls: exactly one of fingerprint_sha256, ca_file, insecure_skip_verify must be set";
     assert_eq!(problems(&without("/proxmox/tls")), [msg]);
     assert_eq!(problems(&with("/proxmox/tls", json!({}))), [msg]);
     assert_eq!(
@@ -449,7 +450,10 @@ fn token_id_is_user_at_realm_bang_name() {
             problems(&with("/proxmox/token_id", json!(bad))),
             [format!("proxmox.token_id: {domain}")]
         );
-        assert!(domain.to_string().ends_with(&format!(", got {bad:?}")), "{domain}");
+        assert!(
+            domain.to_string().ends_with(&format!(", got {bad:?}")),
+            "{domain}"
+        );
     }
     let c = load(&with(
         "/proxmox/token_id",
@@ -478,11 +482,14 @@ fn api_url_must_be_a_bare_https_base() {
         ["proxmox.api_url: path must be empty or end with /api2/json (the client adds it), got \"https://pve:8006/other\""]
     );
     assert_eq!(
-        load(&with("/proxmox/api_url", json!("https://pve:8006/api2/json")))
-            .unwrap()
-            .proxmox
-            .api_url
-            .to_string(),
+        load(&with(
+            "/proxmox/api_url",
+            json!("https://pve:8006/api2/json")
+        ))
+        .unwrap()
+        .proxmox
+        .api_url
+        .to_string(),
         "https://pve:8006"
     );
     for (url, msg) in [
@@ -553,8 +560,7 @@ fn node_is_a_dns_label() {
 #[test]
 fn secrets_must_be_header_safe_and_are_never_repeated() {
     // The words are the domain rules': `ApiToken::check_secret` and `hub::check_api_key`.
-    let token_bad =
-        "token secret must be printable ASCII without whitespace, ';', '=', '%' or ','";
+    let token_bad = "token secret must be printable ASCII without whitespace, ';', '=', '%' or ','";
     let key_bad = "must be printable ASCII without spaces";
     let cases = [
         ("", "token secret is empty", "must not be empty"),
@@ -720,7 +726,8 @@ fn signers_are_checked_for_form() {
         ]
     );
     // The words say what is wrong, not merely that something is.
-    assert!(line_err("c", "ssh-ed25519-cert-v01@openssh.com AAAA x").contains("certificates are refused"));
+    assert!(line_err("c", "ssh-ed25519-cert-v01@openssh.com AAAA x")
+        .contains("certificates are refused"));
     assert!(line_err("d", &format!("cert-authority {}", key(4))).contains("cert-authority"));
     assert!(line_err("g", "ssh-ed25519 not*base64").contains("base64"));
     doc["authz"] = json!({"signers": {"key_id": "x"}});
@@ -737,8 +744,7 @@ fn signer_lines_with_quoted_options_are_accepted_as_written() {
         ed25519_line(9, "").trim_end()
     );
     let mut doc = valid();
-    doc["authz"] =
-        json!({"signers": [{"key_id": "a", "role": "operational", "public_key": line}]});
+    doc["authz"] = json!({"signers": [{"key_id": "a", "role": "operational", "public_key": line}]});
     let c = load(&doc).unwrap();
     // Options and comment are accepted; the signer is its key material.
     assert_eq!(
@@ -815,8 +821,7 @@ fn required_keys_are_named() {
 
 #[test]
 fn the_root_must_be_an_object() {
-    let err =
-        Config::from_json(b"[1]", Path::new("/c.json"), NO_ENV).unwrap_err();
+    let err = Config::from_json(b"[1]", Path::new("/c.json"), NO_ENV).unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid config (1 problem):\n  (root): expected an object, got an array"
@@ -939,9 +944,8 @@ fn env_tls_replaces_the_file_tls_choice() {
 
 #[test]
 fn env_signers_are_json() {
-    let signers =
-        json!([{"key_id": "a", "role": "recovery", "public_key": ed25519_line(3, "a")}])
-            .to_string();
+    let signers = json!([{"key_id": "a", "role": "recovery", "public_key": ed25519_line(3, "a")}])
+        .to_string();
     let env = [("FELHOM_AGENT_AUTHZ_SIGNERS", signers.as_str())];
     let c = load_with(&valid(), &env).unwrap();
     assert_eq!(c.authz.signers[0].role, Role::Recovery);
@@ -1045,8 +1049,7 @@ fn every_variable_name_maps_to_its_key() {
 #[test]
 fn json_syntax_errors_have_line_and_column() {
     let text = b"{\n  \"proxmox\": {\n    \"node\": \"pve\",\n  }\n}";
-    let err =
-        Config::from_json(text, Path::new("/etc/a.json"), NO_ENV).unwrap_err();
+    let err = Config::from_json(text, Path::new("/etc/a.json"), NO_ENV).unwrap_err();
     let ConfigError::Parse {
         line,
         column,
@@ -1066,10 +1069,8 @@ fn json_syntax_errors_have_line_and_column() {
 
 #[test]
 fn duplicate_keys_are_parse_errors() {
-    let text =
-        format!("{{\"hub\": {{\"api_key\": \"{API_KEY}\",\n \"api_key\": \"{API_KEY}\"}}}}");
-    let err = Config::from_json(text.as_bytes(), Path::new("/a.json"), NO_ENV)
-        .unwrap_err();
+    let text = format!("{{\"hub\": {{\"api_key\": \"{API_KEY}\",\n \"api_key\": \"{API_KEY}\"}}}}");
+    let err = Config::from_json(text.as_bytes(), Path::new("/a.json"), NO_ENV).unwrap_err();
     let ConfigError::Parse { line, ref msg, .. } = err else {
         panic!("{err:?}")
     };
@@ -1143,8 +1144,7 @@ fn secrets_appear_in_no_error() {
         );
     }
     let text = format!("{{\"proxmox\": {{\"token_secret\": \"{TOKEN_SECRET}\" \"x\": 1}}}}");
-    let err =
-        Config::from_json(text.as_bytes(), Path::new("/a"), NO_ENV).unwrap_err();
+    let err = Config::from_json(text.as_bytes(), Path::new("/a"), NO_ENV).unwrap_err();
     for out in [err.to_string(), format!("{err:?}")] {
         assert!(!out.contains(TOKEN_SECRET), "{out}");
     }
@@ -1200,8 +1200,7 @@ fn the_redacted_output_reloads_to_the_same_config_given_the_secrets() {
         ),
     ];
     let shown = c.redacted().to_string();
-    let back =
-        Config::from_json(shown.as_bytes(), Path::new("/shown"), env).unwrap();
+    let back = Config::from_json(shown.as_bytes(), Path::new("/shown"), env).unwrap();
     assert_eq!(back, c);
     // Without a hub section (proxmox-only mode) the output omits it and still reloads.
     c.hub = None;
@@ -1272,7 +1271,10 @@ fn config_and_domain_constructors_say_the_same_words() {
     let mut c = load(&valid()).unwrap();
     c.proxmox.node = "pve_1".into();
     let client_err = crate::pve::client(&c.proxmox).unwrap_err();
-    assert_eq!(client_err.to_string(), format!("proxmox: proxmox.node: {node}"));
+    assert_eq!(
+        client_err.to_string(),
+        format!("proxmox: proxmox.node: {node}")
+    );
     // URL: the API URL rule and the hub's.
     let api = felhom_proxmox::ApiUrl::parse("https://pve:8006/x").unwrap_err();
     assert_eq!(
@@ -1280,11 +1282,14 @@ fn config_and_domain_constructors_say_the_same_words() {
         format!("proxmox.api_url: {api}")
     );
     let hub = felhom_types::HttpsUrl::parse("http://hub").unwrap_err();
-    assert_eq!(one("/hub/url", json!("http://hub")), format!("hub.url: {hub}"));
+    assert_eq!(
+        one("/hub/url", json!("http://hub")),
+        format!("hub.url: {hub}")
+    );
     // Signer line.
     let line = "ssh-ed25519 not*base64";
-    let signer = felhom_authz::Signer::from_authorized_key("anna", Role::Operational, line)
-        .unwrap_err();
+    let signer =
+        felhom_authz::Signer::from_authorized_key("anna", Role::Operational, line).unwrap_err();
     let mut doc = valid();
     doc["authz"] =
         json!({"signers": [{"key_id": "anna", "role": "operational", "public_key": line}]});
@@ -1294,7 +1299,10 @@ fn config_and_domain_constructors_say_the_same_words() {
     );
     // Hub API key.
     let key = felhom_hub::hub::check_api_key(&felhom_http::Secret::new("a b")).unwrap_err();
-    assert_eq!(one("/hub/api_key", json!("a b")), format!("hub.api_key: {key}"));
+    assert_eq!(
+        one("/hub/api_key", json!("a b")),
+        format!("hub.api_key: {key}")
+    );
 }
 
 // --- what check-config must refuse (issue 10 item 11) -------------------------------------
@@ -1304,7 +1312,10 @@ fn a_nul_byte_in_any_path_is_refused() {
     for (pointer, key) in [
         ("/journal/path", "journal.path"),
         ("/authz/nonce_store", "authz.nonce_store"),
-        ("/reconcile/desired_state_file", "reconcile.desired_state_file"),
+        (
+            "/reconcile/desired_state_file",
+            "reconcile.desired_state_file",
+        ),
         ("/hub/ca_file", "hub.ca_file"),
     ] {
         let (section, leaf) = pointer[1..].split_once('/').unwrap();
@@ -1353,10 +1364,7 @@ fn a_variable_of_ours_that_is_not_utf8_is_named_not_ignored() {
             OsString::from_vec(b"de\xffbug".to_vec()),
         ),
         // Not ours: ignored as before, whatever its bytes.
-        (
-            OsString::from("LANG"),
-            OsString::from_vec(b"\xff".to_vec()),
-        ),
+        (OsString::from("LANG"), OsString::from_vec(b"\xff".to_vec())),
     ];
     let err = Config::from_json(&text, Path::new("/a.json"), env).unwrap_err();
     let ConfigError::Invalid(p) = err else {
@@ -1392,7 +1400,11 @@ fn the_hub_can_be_pinned_but_never_insecure() {
     assert_eq!(c2.hub, c.hub);
     // Exclusive with ca_file.
     let mut doc = with("/hub/fingerprint_sha256", json!(FP));
-    set(&mut doc, "/hub/ca_file", json!("/etc/felhom-agent/hub-ca.pem"));
+    set(
+        &mut doc,
+        "/hub/ca_file",
+        json!("/etc/felhom-agent/hub-ca.pem"),
+    );
     assert_eq!(
         problems(&doc),
         ["hub.fingerprint_sha256: cannot be combined with hub.ca_file: trust the hub one way (a pin or a CA file)"]
@@ -1406,4 +1418,83 @@ fn the_hub_can_be_pinned_but_never_insecure() {
         problems(&with("/hub/insecure_skip_verify", json!(true))),
         ["hub.insecure_skip_verify: unknown key"]
     );
+}
+
+// --- the proxmox section becomes a client (was pve.rs's inline tests) ----------------------
+
+const PVE_SECRET: &str = "0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff";
+
+fn proxmox(tls: Value, secret: &str) -> ProxmoxConfig {
+    let doc = json!({
+        "proxmox": {
+            "api_url": "https://pve.example.test:8006",
+            "node": "pve",
+            "token_id": "felhom@pve!agent",
+            "token_secret": secret,
+            "tls": tls,
+            "timeout_seconds": 7
+        }
+    });
+    load_with(&doc, &[]).unwrap().proxmox
+}
+
+#[test]
+fn a_pinned_config_becomes_a_pinned_client_config() {
+    use felhom_proxmox::ProxmoxApi as _;
+    let p = proxmox(
+        json!({ "fingerprint_sha256": [FP.to_lowercase()] }),
+        PVE_SECRET,
+    );
+    let c = pve::client_config(&p);
+    assert_eq!(c.api_url, "https://pve.example.test:8006");
+    assert_eq!(c.node, "pve");
+    assert_eq!(c.token.token_id(), "felhom@pve!agent");
+    assert_eq!(c.timeout, Duration::from_secs(7));
+    assert_eq!(c.trust, TlsTrust::Pinned(vec![fp(FP)]));
+    assert_eq!(pve::pins(&p.tls), vec![fp(FP)]);
+    // Debug of the result is safe to log.
+    assert!(!format!("{c:?}").contains(PVE_SECRET));
+    let client = pve::client(&p).unwrap();
+    assert_eq!(client.node(), "pve");
+    assert_eq!(client.base_url(), "https://pve.example.test:8006/api2/json");
+    assert!(!format!("{client:?}").contains(PVE_SECRET));
+}
+
+#[test]
+fn ca_file_and_insecure_map_one_to_one() {
+    let p = proxmox(json!({ "ca_file": "/etc/pve/pve-root-ca.pem" }), PVE_SECRET);
+    assert_eq!(
+        pve::client_config(&p).trust,
+        TlsTrust::CaFile(PathBuf::from("/etc/pve/pve-root-ca.pem"))
+    );
+    let p = proxmox(json!({ "insecure_skip_verify": true }), PVE_SECRET);
+    assert_eq!(pve::client_config(&p).trust, TlsTrust::InsecureSkipVerify);
+    assert!(pve::pins(&p.tls).is_empty());
+}
+
+#[test]
+fn a_secret_the_header_cannot_carry_is_refused_without_showing_it() {
+    // The config applies the client's own rule now: ';' is refused at load, by key.
+    let secret = "abc;def-secret-value";
+    let mut doc = valid();
+    set(&mut doc, "/proxmox/token_secret", json!(secret));
+    let err = load(&doc).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("\n  proxmox.token_secret: "), "{text}");
+    assert!(!text.contains(secret), "{text}");
+    assert!(!format!("{err:?}").contains(secret));
+}
+
+#[test]
+fn an_unreadable_ca_file_fails_when_the_client_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-ca.pem");
+    let mut p = proxmox(json!({ "fingerprint_sha256": FP }), PVE_SECRET);
+    p.tls = TlsTrust::CaFile(missing.clone());
+    // The conversion itself is pure...
+    let _ = pve::client_config(&p);
+    // ...the client reads the file and names it.
+    let e = pve::client(&p).unwrap_err();
+    assert!(matches!(e, pve::PveConfigError::Client(_)));
+    assert!(e.to_string().contains("missing-ca.pem"), "{e}");
 }

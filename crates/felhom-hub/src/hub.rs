@@ -10,10 +10,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use felhom_hub_proto::{ControlEnvelope, HostReport, HOST_REPORT_PATH};
 use felhom_http::{
     HttpError, HttpRequest, HttpsClient, HttpsConfig, HttpsConfigError, Secret, TlsTrust,
 };
+use felhom_hub_proto::{ControlEnvelope, HostReport, HOST_REPORT_PATH};
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use http::Method;
 

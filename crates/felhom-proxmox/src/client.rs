@@ -21,14 +21,14 @@ use crate::api::{
     ConfigUpdate, ProxmoxApi, RestoreRequest, SetConfigOutcome, VzdumpOutcome, VzdumpRequest,
 };
 use crate::error::{ApiError, ProxmoxError};
-use felhom_http::{HttpRequest, HttpResponse, HttpsClient, HttpsConfig, HttpsConfigError};
-use felhom_http::Secret;
-use felhom_http::TlsTrust;
 use crate::types::{
     GuestSummary, LxcConfig, NodeInfo, NodeStatus, Permissions, Snapshot, StorageContent,
     StorageInfo, TaskLog, TaskLogLine, TaskStatus, Version,
 };
 use crate::upid::{is_node_name, Upid};
+use felhom_http::Secret;
+use felhom_http::TlsTrust;
+use felhom_http::{HttpRequest, HttpResponse, HttpsClient, HttpsConfig, HttpsConfigError};
 use felhom_types::{HttpsUrl, UrlError, Vmid};
 
 /// Default whole-request timeout.
@@ -155,7 +155,8 @@ impl ApiToken {
             .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b'=' | b'%' | b','))
         {
             return Err(TokenError::Secret {
-                reason: "token secret must be printable ASCII without whitespace, ';', '=', '%' or ','",
+                reason:
+                    "token secret must be printable ASCII without whitespace, ';', '=', '%' or ','",
             });
         }
         Ok(())
@@ -1043,6 +1044,22 @@ mod tests {
             assert!(matches!(err, TokenError::TokenId { .. }), "{bad}: {err}");
             assert!(!err.to_string().contains(SECRET));
         }
+    }
+
+    #[test]
+    fn a_token_id_error_names_the_rule_it_breaks() {
+        let said = |id: &str| ApiToken::check_token_id(id).unwrap_err().to_string();
+        assert_eq!(
+            said("a@pve!b"),
+            "token name must be at least 2 characters ([A-Za-z][A-Za-z0-9._-]+), got \"a@pve!b\""
+        );
+        assert!(said("a@pve!1tok").starts_with("token name must start with a letter"));
+        assert!(said("a@pve!to ken").starts_with("token name may hold only letters"));
+        assert!(said("a@p!tok").starts_with("realm must be 2 to 32 characters"));
+        assert!(said("@pve!tok").starts_with("user must be 1 to 60 characters"));
+        assert!(said("root").starts_with("must be user@realm!tokenname"));
+        assert!(said(&format!("a@pve!t{}", "o".repeat(64)))
+            .starts_with("token name must be at most 64"));
     }
 
     #[test]

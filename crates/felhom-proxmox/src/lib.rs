@@ -22,11 +22,11 @@ pub use api::{
     VzdumpOutcome, VzdumpRequest,
 };
 pub use client::{
-    check_node_name, ApiToken, ApiUrl, ClientConfigError, NodeNameError, PveClient, PveClientConfig,
-    TokenError,
+    check_node_name, ApiToken, ApiUrl, ClientConfigError, NodeNameError, PveClient,
+    PveClientConfig, TokenError,
 };
-pub use felhom_types::{HttpsUrl, UrlError, Vmid};
 pub use error::{ApiError, MissingPrivilege, ProxmoxError, TaskError};
+pub use felhom_types::{HttpsUrl, UrlError, Vmid};
 pub use task::{wait_task, PollSchedule, TaskOutcome, WaitOptions};
 pub use types::{
     GuestStatus, GuestSummary, LxcConfig, NodeInfo, NodeStatus, Permissions, Snapshot,

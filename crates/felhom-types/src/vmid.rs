@@ -4,7 +4,9 @@ use std::fmt;
 
 /// A Proxmox VE guest id: `100..=999_999_999`. Deserialises from a number and refuses one
 /// outside the range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "u64", into = "u32")]
 pub struct Vmid(u32);
 
@@ -101,7 +103,10 @@ mod tests {
         assert_eq!(v.get(), 101);
         assert_eq!(serde_json::to_string(&v).unwrap(), "101");
         let e = serde_json::from_str::<Vmid>("5").unwrap_err().to_string();
-        assert!(e.contains("must be between 100 and 999999999, got 5"), "{e}");
+        assert!(
+            e.contains("must be between 100 and 999999999, got 5"),
+            "{e}"
+        );
         assert!(serde_json::from_str::<Vmid>("-1").is_err());
     }
 }

@@ -177,7 +177,11 @@ async fn untrusted_unreachable_and_slow_hubs_are_transport_errors() {
     let mistrusting = HubClient::new(felhom_hub::hub::HubClientConfig {
         url: felhom_types::HttpsUrl::parse(&hub.base_url()).unwrap(),
         api_key: felhom_proxmox::Secret::new(KEY),
-        trust: felhom_proxmox::TlsTrust::CaFile(support::write_ca(&dir, "other-ca.pem", &other.ca_pem())),
+        trust: felhom_proxmox::TlsTrust::CaFile(support::write_ca(
+            &dir,
+            "other-ca.pem",
+            &other.ca_pem(),
+        )),
         host_id: "pve-01".into(),
         timeout: Duration::from_secs(10),
     })

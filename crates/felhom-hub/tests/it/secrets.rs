@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use felhom_hub::cloudflared::FixedProber;
-use felhom_types::HttpsUrl as Url;
 use felhom_hub::heartbeat::{self, Beat, HeartbeatSettings};
 use felhom_hub::hub::{HubClient, HubClientConfig};
 use felhom_hub_proto::golden::sample_host_report;
 use felhom_hub_proto::ServiceState;
 use felhom_proxmox::Secret;
 use felhom_pve_sim::HubFault;
+use felhom_types::HttpsUrl as Url;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, KEY};

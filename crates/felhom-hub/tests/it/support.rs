@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use felhom_types::HttpsUrl as Url;
 use felhom_hub::hub::{HubClient, HubClientConfig};
 use felhom_hub_proto::shape::{shape_of, Kind};
 use felhom_proxmox::{
@@ -16,6 +15,7 @@ use felhom_proxmox::{
 use felhom_pve_sim::{
     HubSim, HubSimConfig, PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
 };
+use felhom_types::HttpsUrl as Url;
 use serde_json::Value;
 use tempfile::TempDir;
 
