@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use felhom_authz::Signer;
 use felhom_config::pve;
-use felhom_config::{Config, TlsSetting};
+use felhom_config::Config;
 use felhom_hub::cloudflared::SystemctlProber;
 use felhom_hub::heartbeat::{self, Beat, HeartbeatSettings};
 use felhom_hub::hub::HubClient;
+use felhom_proxmox::TlsTrust;
 use felhom_proxmox::{PveClient, WaitOptions};
 use felhom_reconcile::{
     recover_with, Engine, EngineOptions, Queue, RecoveryOptions, SharedJournal,
@@ -122,7 +123,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         hub = %config.hub.as_ref().map(|h| h.url.to_string()).unwrap_or_default(),
         "felhom-agent starting"
     );
-    if config.proxmox.tls == TlsSetting::InsecureSkipVerify {
+    if config.proxmox.tls == TlsTrust::InsecureSkipVerify {
         tracing::warn!(
             "proxmox.tls.insecure_skip_verify is true: the Proxmox API's certificate is NOT \
              verified, anyone on the path can read the API token. Pin the certificate \
@@ -135,10 +136,13 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
             "--poll-floor-ms is set: test-only poll interval floor"
         );
     }
-    let Some(hub_config) = config.hub.clone() else {
-        // Mode::Daemon makes the section required; this is the type system's view only.
-        eprintln!("felhom-agent: config: hub: required by the daemon");
-        return ExitCode::from(EXIT_CONFIG);
+    let hub_config = match config.hub("the daemon") {
+        Ok(hub) => hub.clone(),
+        // setup::load refuses a config without it; this is the type system's view only.
+        Err(e) => {
+            eprintln!("felhom-agent: config: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
     };
     let api = match pve::client(&config.proxmox) {
         Ok(client) => Arc::new(client),
@@ -147,7 +151,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let hub = match HubClient::from_config(&hub_config) {
+    let hub = match HubClient::new(hub_config.client_config()) {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the hub client");

@@ -74,7 +74,7 @@ pub fn run(
     let sig_bytes = read_limited("signature", sig, MAX_SIGNATURE_LEN)?;
     let nonces =
         FileNonceStore::snapshot(&config.authz.nonce_store).map_err(VerifyOpError::NonceStore)?;
-    // Mode::Daemon guarantees the hub section; its host id is the host signed ops must name.
+    // setup::load requires the hub section; its host id is the host signed ops must name.
     let host_id = config
         .hub
         .as_ref()

@@ -238,6 +238,12 @@ impl Signer {
         })
     }
 
+    /// The rule for a signer's `key_id` (1 to 128 characters, no control characters), the one
+    /// [`Signer::from_authorized_key`] applies; public so config checks it with the same words.
+    pub fn check_key_id(key_id: &str) -> Result<(), SignerError> {
+        check_key_id(key_id)
+    }
+
     /// The key's `SHA256:…` fingerprint, as `ssh-keygen -l` prints it.
     pub fn fingerprint(&self) -> String {
         self.key.fingerprint(HashAlg::Sha256).to_string()
