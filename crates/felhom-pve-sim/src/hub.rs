@@ -292,9 +292,13 @@ impl HubSim {
         let (tx, rx) = watch::channel(false);
         let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
         let handler_shared = shared.clone();
-        let server = tokio::spawn(server::serve_tls(listener, acceptor, rx, move |req| {
-            handle(req, handler_shared.clone())
-        }));
+        let server = tokio::spawn(server::serve_tls(
+            listener,
+            acceptor,
+            rx,
+            Default::default(),
+            move |req| handle(req, handler_shared.clone()),
+        ));
         tracing::debug!(%addr, "hub-sim started");
         Ok(HubSim {
             addr,

@@ -35,6 +35,7 @@ mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -62,6 +63,7 @@ pub struct PveSim {
     ca_pem: String,
     faults: Faults,
     state: SimState,
+    accepted: Arc<AtomicU64>,
     shutdown: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
 }
@@ -92,9 +94,11 @@ impl PveSim {
         let addr = listener.local_addr().map_err(SimError::Bind)?;
         let state = SimState::new(inner);
         let faults = Faults::with_modes(config.pre_52_errors, config.legacy_types);
+        let accepted = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(server::Shared {
             state: state.clone(),
             faults: faults.clone(),
+            accepted: accepted.clone(),
         });
         let (tx, rx) = watch::channel(false);
         let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
@@ -107,6 +111,7 @@ impl PveSim {
             ca_pem: cert.ca_pem,
             faults,
             state,
+            accepted,
             shutdown: tx,
             server: Some(server),
         })
@@ -120,6 +125,12 @@ impl PveSim {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// TCP connections accepted since start: a client that reuses its connections opens none
+    /// on a steady beat.
+    pub fn connections_accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// SHA-256 of the served leaf certificate (DER), `AB:CD:…` uppercase, as `/nodes` reports

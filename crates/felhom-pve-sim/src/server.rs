@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -36,6 +37,8 @@ const MAX_POST: usize = 512 * 1024;
 pub(crate) struct Shared {
     pub(crate) state: SimState,
     pub(crate) faults: Faults,
+    /// TCP connections accepted so far (what a client's connection reuse is measured by).
+    pub(crate) accepted: Arc<AtomicU64>,
 }
 
 /// Returned from the service to make hyper close the connection without an answer.
@@ -57,7 +60,8 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
-    serve_tls(listener, acceptor, shutdown, move |req| {
+    let accepted = shared.accepted.clone();
+    serve_tls(listener, acceptor, shutdown, accepted, move |req| {
         handle(req, shared.clone())
     })
     .await;
@@ -70,6 +74,7 @@ pub(crate) async fn serve_tls<H, F>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     mut shutdown: watch::Receiver<bool>,
+    accepted_count: Arc<AtomicU64>,
     handler: H,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
@@ -83,6 +88,7 @@ pub(crate) async fn serve_tls<H, F>(
                 let Ok((tcp, _peer)) = accepted else {
                     continue;
                 };
+                accepted_count.fetch_add(1, Ordering::Relaxed);
                 let acceptor = acceptor.clone();
                 let handler = handler.clone();
                 conns.spawn(async move {
