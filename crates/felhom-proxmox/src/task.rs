@@ -533,8 +533,16 @@ mod tests {
             .unwrap();
         assert_eq!(out.exitstatus, "OK");
         assert!(out.warnings.is_empty());
-        // Polls at 100, 250, 475 ms: stopped at 300, noticed at 475.
-        assert_eq!(out.waited, Duration::from_millis(475));
+        // Polls at 100, 270, 559 ms: stopped at 300, noticed at the third.
+        assert_eq!(
+            (out.waited, out.polls),
+            PollSchedule::default().notice(Duration::from_millis(300))
+        );
+        assert!(
+            out.waited > Duration::from_millis(558) && out.waited <= Duration::from_millis(559),
+            "{:?}",
+            out.waited
+        );
         assert_eq!(out.polls, 3);
         assert_eq!(
             api.log_calls.load(Ordering::SeqCst),
