@@ -140,7 +140,7 @@ async fn refusals_and_failures_of_the_hub_are_typed() {
         1,
         HubFault::Body(200, r#"{"blocked":true,"motd":"hi"}"#.into()),
     );
-    assert!(client.report(&report).await.unwrap().blocked);
+    assert_eq!(client.report(&report).await.unwrap().blocked, Some(true));
 
     // An oversized answer is cut off by the body limit.
     let big = format!("{{}}{}", " ".repeat(MAX_ENVELOPE_BYTES + 1));
