@@ -1,7 +1,9 @@
 //! The daemon: startup in a fixed order, the two loops sharing one queue, and the shutdown.
 //!
-//! Startup: config (exit 2 listing every problem) → logging → stop signals registered →
-//! clients (Proxmox, hub) → journal (or journal-less mode, loudly) → nonce store and verifier
+//! Startup: config (exit 2 listing every problem) → logging → stop signals registered (and
+//! SIGHUP/SIGUSR1/SIGQUIT, logged, never fatal) → clients (Proxmox, hub) → journal (held by
+//! another live agent: exit 2; cannot open: journal-less mode, loudly, in `STATUS=` and every
+//! report) → the hub's persisted block → nonce store and verifier
 //! → RECOVERY of in-flight ops, before anything can mutate → the heartbeat loop (first report
 //! at once, then on the hub's cadence) and the reconcile loop (one pass after each poll, then
 //! nonce pruning) → `READY=1` once the first poll was attempted.
@@ -22,8 +24,9 @@ use felhom_authz::Signer;
 use felhom_config::pve;
 use felhom_config::Config;
 use felhom_hub::cloudflared::SystemctlProber;
-use felhom_hub::heartbeat::{self, Beat, HeartbeatSettings};
+use felhom_hub::heartbeat::{self, Beat, BeatOutcome, HeartbeatSettings};
 use felhom_hub::hub::HubClient;
+use felhom_hub_proto::JournalStatus;
 use felhom_proxmox::TlsTrust;
 use felhom_proxmox::{PveClient, WaitOptions};
 use felhom_reconcile::{
@@ -34,9 +37,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::block::HubBlock;
+use crate::durable::JournalOpen;
 use crate::notify::Notifier;
 use crate::reconcile::{Desired, Reconciler};
-use crate::signals::StopSignals;
+use crate::signals::{self, OtherSignals, StopSignals};
 use crate::status::DaemonStatus;
 use crate::{durable, logging, setup};
 
@@ -48,6 +53,9 @@ const CANCEL_GRACE: Duration = Duration::from_secs(3);
 /// systemd's start timeout; a task still running after it is left in flight (or failed, for a
 /// convergent op) and the next pass re-plans from actual state.
 pub const RECOVERY_WAIT: Duration = Duration::from_secs(45);
+/// Longest a reconcile pass waits on its jobs: a guest whose PVE task runs longer is left to
+/// finish in the background and skipped by later passes, so it never stalls the others.
+pub const PASS_WAIT: Duration = Duration::from_secs(30);
 /// Jobs run at once over all guests.
 const QUEUE_CONCURRENCY: usize = 4;
 
@@ -76,7 +84,11 @@ pub fn main(config_path: &Path, poll_floor: Option<Duration>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config, signers, poll_floor))
+    let code = runtime.block_on(run(config, signers, poll_floor));
+    // A blocking read that never returns (a hung mount) must not hold the exit: the runtime
+    // would otherwise wait for its thread forever.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
 }
 
 /// What each heartbeat beat tells the rest of the daemon: status for systemd, a wake-up for the
@@ -84,6 +96,7 @@ pub fn main(config_path: &Path, poll_floor: Option<Duration>) -> ExitCode {
 #[derive(Debug)]
 pub struct PollObserver {
     status: Arc<DaemonStatus>,
+    block: HubBlock,
     wake: Arc<Notify>,
     notifier: Notifier,
     ready_sent: bool,
@@ -93,6 +106,13 @@ impl PollObserver {
     /// One beat ended (reported, or failed and logged by the loop).
     pub fn on_beat(&mut self, beat: &Beat<'_>) {
         self.status.beat(beat.status);
+        // Only a well-formed envelope gets here; only its explicit `blocked` changes the state.
+        if let BeatOutcome::Reported { envelope, .. } = &beat.outcome {
+            let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default();
+            if self.block.observe(envelope.blocked, now) {
+                self.status.set_blocked(self.block.blocked());
+            }
+        }
         // Reconcile after each poll whatever the report did: desired state does not come from
         // the hub yet. (The reconciler itself skips the pass while the hub blocks this host.)
         self.wake.notify_one();
@@ -112,6 +132,13 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot register the SIGTERM/SIGINT handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut other_signals = match OtherSignals::register() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register the SIGHUP/SIGUSR1/SIGQUIT handlers");
             return ExitCode::FAILURE;
         }
     };
@@ -159,10 +186,30 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         }
     };
 
-    let mut journal = durable::open_journal(&config.journal.path);
+    let (mut journal, journal_less) = match durable::open_journal(&config.journal.path) {
+        JournalOpen::Open(j) => (Some(j), None),
+        JournalOpen::Unavailable { reason } => (None, Some(reason)),
+        JournalOpen::Held { holder } => {
+            let who = match holder {
+                Some(pid) => format!("process {pid}"),
+                None => "another process".to_owned(),
+            };
+            let line = format!(
+                "the op journal {} is locked by {who}: another felhom-agent is already running \
+                 on this config (or a `felhom-agent journal repair`). Refusing to start a second \
+                 daemon, which would send every action twice; stop the other one first",
+                config.journal.path.display()
+            );
+            tracing::error!(path = %config.journal.path.display(), holder, "{line}");
+            eprintln!("felhom-agent: {line}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let verifier = durable::open_verifier(&config.authz.nonce_store, signers, &hub_config.host_id)
         .map(Arc::new);
-    let status = Arc::new(DaemonStatus::new(journal.is_none()));
+    let status = Arc::new(DaemonStatus::new(journal_less));
+    let block = HubBlock::open(&HubBlock::path_beside(&config.journal.path));
+    status.set_blocked(block.blocked());
     if journal.is_none() {
         notifier.status(&status.line());
     }
@@ -171,8 +218,8 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
     if let Some(j) = journal.clone() {
         notifier.status("recovering in-flight operations");
         tokio::select! {
-            ok = recover(&api, &j) => if !ok {
-                status.set_journal_less();
+            recovered = recover(&api, &j) => if let Err(reason) = recovered {
+                status.set_journal_less(reason);
                 journal = None;
             },
             sig = signals.recv() => {
@@ -198,6 +245,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
     let engine =
         Engine::new(Arc::clone(&api), queue.clone(), journal.clone()).with_options(EngineOptions {
             cancel: engine_cancel.clone(),
+            pass_wait: Some(PASS_WAIT),
             ..EngineOptions::default()
         });
     let desired = Desired::from_config(config.reconcile.desired_state_file.as_deref());
@@ -217,6 +265,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
     let wake = Arc::new(Notify::new());
     let mut observer = PollObserver {
         status: Arc::clone(&status),
+        block,
         wake: Arc::clone(&wake),
         notifier: notifier.clone(),
         ready_sent: false,
@@ -230,6 +279,11 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
     if let Some(floor) = poll_floor {
         settings.min_interval = floor;
     }
+    // Every report says whether the journal works: the hub alerts on `journal_less`.
+    settings.collect.journal = match status.journal_less() {
+        None => JournalStatus::ok(),
+        Some(reason) => JournalStatus::journal_less(reason),
+    };
     let mut heartbeat_task: JoinHandle<()> = tokio::spawn({
         let api = Arc::clone(&api);
         let stop = stop.clone();
@@ -248,6 +302,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
     let reason = loop {
         tokio::select! {
             sig = signals.recv() => break sig.to_owned(),
+            sig = other_signals.recv() => signals::log_other(sig),
             () = tick(&mut watchdog) => {
                 if status.healthy(tokio::time::Instant::now()) {
                     notifier.watchdog();
@@ -316,8 +371,8 @@ fn join_text(r: Result<(), tokio::task::JoinError>) -> String {
     }
 }
 
-/// Startup recovery, bounded; `false` when the journal became unusable (then journal-less).
-async fn recover(api: &Arc<PveClient>, journal: &SharedJournal) -> bool {
+/// Startup recovery, bounded; the reason when the journal became unusable (then journal-less).
+async fn recover(api: &Arc<PveClient>, journal: &SharedJournal) -> Result<(), String> {
     let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default();
     let options = RecoveryOptions {
         wait: WaitOptions {
@@ -335,7 +390,7 @@ async fn recover(api: &Arc<PveClient>, journal: &SharedJournal) -> bool {
                     "startup recovery closed the ops a stop or crash interrupted"
                 );
             }
-            true
+            Ok(())
         }
         Err(e) => {
             tracing::error!(
@@ -343,7 +398,9 @@ async fn recover(api: &Arc<PveClient>, journal: &SharedJournal) -> bool {
                 "{}: startup recovery cannot write to the op journal; continuing without it",
                 durable::JOURNAL_LESS
             );
-            false
+            Err(format!(
+                "startup recovery cannot write to the op journal: {e}"
+            ))
         }
     }
 }

@@ -1,21 +1,41 @@
 //! The daemon's durable state: the op journal (optional: a journal that cannot open means
-//! journal-less mode, loudly, never a crash) and the nonce store behind the verifier.
+//! journal-less mode, loudly, never a crash; one another process holds refuses the start), the
+//! nonce store behind the verifier, and the hub's persisted block (see [`crate::block`]).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use felhom_authz::{FileNonceStore, Signer, Verifier};
 use felhom_journal::ops::{DEFAULT_COMPACT_THRESHOLD_BYTES, DEFAULT_RETENTION_SECS};
-use felhom_journal::OpJournal;
+use felhom_journal::{JournalError, OpJournal};
 use felhom_reconcile::SharedJournal;
 
 /// What the log and `systemctl status` say while the journal is missing.
 pub const JOURNAL_LESS: &str = "JOURNAL-LESS MODE";
 
-/// Opens the op journal at `path`; `None` (with a loud error log) when it cannot be opened.
-/// Without a journal only convergent benign actions run (the engine enforces it), and crash
-/// recovery has nothing to work from.
-pub fn open_journal(path: &Path) -> Option<SharedJournal> {
+/// How opening the op journal went.
+#[derive(Debug)]
+pub enum JournalOpen {
+    /// Open and locked by this process.
+    Open(SharedJournal),
+    /// Another live process holds the journal's lock: most likely a second daemon on the same
+    /// config. Running anyway would reconcile twice (issue 10: every start sent twice), so
+    /// the daemon refuses to start.
+    Held {
+        /// The holder's pid, from `/proc/locks`, when it can be found.
+        holder: Option<u32>,
+    },
+    /// The journal truly cannot open (missing directory, corrupt file, I/O): journal-less mode.
+    Unavailable {
+        /// The error, one line, for the log, `systemctl status` and the host report.
+        reason: String,
+    },
+}
+
+/// Opens the op journal at `path`. A journal that cannot open is logged loudly and degrades to
+/// journal-less mode (only convergent benign actions run, the engine enforces it, and crash
+/// recovery has nothing to work from); one held by another process is [`JournalOpen::Held`].
+pub fn open_journal(path: &Path) -> JournalOpen {
     match OpJournal::open(path) {
         Ok((journal, torn)) => {
             if let Some(torn) = torn {
@@ -33,17 +53,24 @@ pub fn open_journal(path: &Path) -> Option<SharedJournal> {
                 in_flight = journal.in_flight().len(),
                 "op journal opened"
             );
-            Some(Arc::new(Mutex::new(journal)))
+            JournalOpen::Open(Arc::new(Mutex::new(journal)))
         }
+        Err(JournalError::Locked { .. }) => JournalOpen::Held {
+            holder: lock_holder_of(path),
+        },
         Err(e) => {
             tracing::error!(
                 path = %path.display(),
                 error = %e,
                 "{JOURNAL_LESS}: the op journal cannot be opened; running without it: only \
                  convergent benign actions (start, stop, config) run, nothing one-shot or signed, \
-                 and a crash cannot be recovered from. Fix journal.path and restart"
+                 and a crash cannot be recovered from. See what is wrong with `felhom-agent \
+                 journal inspect`, fix or move it aside with `felhom-agent journal repair`, and \
+                 restart"
             );
-            None
+            JournalOpen::Unavailable {
+                reason: e.to_string(),
+            }
         }
     }
 }
@@ -74,6 +101,34 @@ pub fn compact_journal(journal: &SharedJournal, now_unix: u64, force: bool) {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "op journal: compaction failed; kept as it was"),
     }
+}
+
+/// The pid holding the `flock` on `path`, read from `/proc/locks` (Linux); `None` when it
+/// cannot be told.
+pub fn lock_holder_of(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    lock_holder(&locks, meta.dev(), meta.ino())
+}
+
+/// Pure: in `/proc/locks` text, the pid of the lock held on the file `dev`/`ino`. Lines read
+/// `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF`; waiters (`1: -> FLOCK ...`) are not
+/// holders.
+pub fn lock_holder(proc_locks: &str, dev: u64, ino: u64) -> Option<u32> {
+    // glibc's dev_t encoding, as the kernel prints it: major and minor in hex.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let want = format!("{major:02x}:{minor:02x}:{ino}");
+    proc_locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) == Some(&"->") {
+            return None;
+        }
+        // id: kind mode access pid dev:dev:ino start end
+        let (pid, file) = (fields.get(4)?, fields.get(5)?);
+        (*file == want).then(|| pid.parse().ok()).flatten()
+    })
 }
 
 /// The verifier for signed ops over the file-backed nonce store; `None` (logged) when the store
@@ -112,15 +167,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_journal_that_cannot_open_is_none() {
-        assert!(open_journal(Path::new("/nonexistent-dir/felhom/journal.log")).is_none());
+    fn a_journal_that_cannot_open_is_journal_less_and_a_held_one_names_its_holder() {
+        let missing = open_journal(Path::new("/nonexistent-dir/felhom/journal.log"));
+        assert!(
+            matches!(&missing, JournalOpen::Unavailable { reason } if reason.contains("/nonexistent-dir")),
+            "{missing:?}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.log");
-        let j = open_journal(&path).expect("opens");
-        // The file lock refuses a second writer: that is a failure to open too.
-        assert!(open_journal(&path).is_none());
+        let j = open_journal(&path);
+        assert!(matches!(j, JournalOpen::Open(_)), "{j:?}");
+        // The lock refuses a second writer: not "cannot open", but "held by" (this process).
+        let held = open_journal(&path);
+        assert!(
+            matches!(held, JournalOpen::Held { holder: Some(pid) } if pid == std::process::id()),
+            "{held:?}"
+        );
         drop(j);
-        assert!(open_journal(&path).is_some());
+        assert!(matches!(open_journal(&path), JournalOpen::Open(_)));
+    }
+
+    #[test]
+    fn proc_locks_lines_name_the_holder() {
+        let text = "1: POSIX  ADVISORY  WRITE 99 fd:01:77 0 EOF\n\
+                    2: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF\n\
+                    2: -> FLOCK  ADVISORY  WRITE 5555 fd:01:1234 0 EOF\n";
+        // dev 0xfd01: major 0xfd, minor 0x01.
+        assert_eq!(lock_holder(text, 0xfd01, 1234), Some(4242));
+        assert_eq!(lock_holder(text, 0xfd01, 77), Some(99));
+        assert_eq!(lock_holder(text, 0xfd02, 1234), None);
+        assert_eq!(lock_holder("", 0xfd01, 1234), None);
+        assert_eq!(lock_holder("garbage\n1:\n", 0xfd01, 1234), None);
     }
 
     #[test]
@@ -138,7 +215,9 @@ mod tests {
         let path = dir.path().join("journal.log");
         let day = 24 * 3600;
         let now = 100 * day;
-        let shared = open_journal(&path).expect("opens");
+        let JournalOpen::Open(shared) = open_journal(&path) else {
+            panic!("the journal opens");
+        };
         {
             let mut j = shared.lock().unwrap();
             for i in 0..50 {
@@ -164,7 +243,9 @@ mod tests {
         assert!(after < before, "{after} >= {before}");
         drop(shared);
 
-        let reopened = open_journal(&path).expect("reopens");
+        let JournalOpen::Open(reopened) = open_journal(&path) else {
+            panic!("the journal reopens");
+        };
         let j = reopened.lock().unwrap();
         let in_flight = j.in_flight();
         assert_eq!(in_flight.len(), 1);

@@ -5,6 +5,7 @@
 //! 0 success, 1 `verify-op` refused the op, 2 usage or config error. Composition lives in the
 //! modules; secrets (token secret, hub key) never reach stdout, stderr or the logs.
 
+mod block;
 mod cli;
 mod daemon;
 mod durable;

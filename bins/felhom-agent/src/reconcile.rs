@@ -83,7 +83,8 @@ impl<A: ProxmoxApi + 'static> Reconciler<A> {
             return None;
         }
         if self.status.blocked() {
-            tracing::warn!("the hub has blocked this host: reconcile pass skipped");
+            // Logged once, when the block began (see `block`), not every pass.
+            tracing::debug!("the hub has blocked this host: reconcile pass skipped");
             return None;
         }
         let unix = u64::try_from(now.unix_timestamp()).unwrap_or_default();

@@ -24,7 +24,10 @@ pub struct DaemonStatus {
 
 #[derive(Debug, Default)]
 struct Inner {
-    journal_less: bool,
+    /// Why the daemon runs without its journal (`None`: it has one).
+    journal_less: Option<String>,
+    /// Whether the hub blocks this host (sticky; see [`crate::block`]).
+    blocked: bool,
     heartbeat: Option<HeartbeatStatus>,
     last_pass: Option<String>,
     pass_since: Option<Instant>,
@@ -41,8 +44,8 @@ impl Drop for PassRunning<'_> {
 }
 
 impl DaemonStatus {
-    /// A fresh status; `journal_less` when the journal could not be opened.
-    pub fn new(journal_less: bool) -> Self {
+    /// A fresh status; `journal_less` says why the journal could not be opened, if it could not.
+    pub fn new(journal_less: Option<String>) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 journal_less,
@@ -57,8 +60,18 @@ impl DaemonStatus {
     }
 
     /// The journal became unusable (e.g. recovery could not write to it).
-    pub fn set_journal_less(&self) {
-        self.lock().journal_less = true;
+    pub fn set_journal_less(&self, reason: impl Into<String>) {
+        self.lock().journal_less = Some(reason.into());
+    }
+
+    /// Why the daemon runs without its journal, if it does.
+    pub fn journal_less(&self) -> Option<String> {
+        self.lock().journal_less.clone()
+    }
+
+    /// The hub's block state changed (or was loaded at startup).
+    pub fn set_blocked(&self, blocked: bool) {
+        self.lock().blocked = blocked;
     }
 
     /// The heartbeat's status after a beat.
@@ -68,11 +81,7 @@ impl DaemonStatus {
 
     /// Whether the hub's last answer blocked this host (then no desired state is applied).
     pub fn blocked(&self) -> bool {
-        self.lock()
-            .heartbeat
-            .as_ref()
-            .and_then(|h| h.last_envelope.as_ref())
-            .is_some_and(|e| e.blocked)
+        self.lock().blocked
     }
 
     /// A pass starts now (the returned guard ends it).
@@ -107,18 +116,14 @@ impl DaemonStatus {
     pub fn line(&self) -> String {
         let s = self.lock();
         let mut parts = Vec::new();
-        if s.journal_less {
-            parts.push(format!("{JOURNAL_LESS} (journal cannot open)"));
+        if let Some(reason) = &s.journal_less {
+            parts.push(format!("{JOURNAL_LESS} ({reason})"));
         }
         match &s.heartbeat {
             Some(h) => parts.push(h.to_string()),
             None => parts.push("no report yet".to_owned()),
         }
-        if s.heartbeat
-            .as_ref()
-            .and_then(|h| h.last_envelope.as_ref())
-            .is_some_and(|e| e.blocked)
-        {
+        if s.blocked {
             parts.push("BLOCKED by the hub: no desired state applied".to_owned());
         }
         if let Some(pass) = &s.last_pass {
@@ -138,7 +143,7 @@ mod tests {
 
     #[test]
     fn the_status_line_tells_reports_failures_and_passes() {
-        let s = DaemonStatus::new(false);
+        let s = DaemonStatus::new(None);
         assert_eq!(s.line(), "no report yet");
         let mut hb = HeartbeatStatus {
             last_success: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_300)),
@@ -166,28 +171,32 @@ mod tests {
             .line()
             .ends_with("reconcile failed: desired state unavailable"));
         assert!(!s.blocked());
-        hb.last_envelope = Some(ControlEnvelope {
-            blocked: true,
-            ..ControlEnvelope::default()
-        });
-        s.beat(&hb);
+        s.set_blocked(true);
         assert!(s.blocked());
         assert!(s.line().contains("BLOCKED by the hub"), "{}", s.line());
     }
 
     #[test]
     fn journal_less_mode_leads_the_line() {
-        let s = DaemonStatus::new(true);
-        assert!(s.line().starts_with("JOURNAL-LESS MODE"));
-        let s = DaemonStatus::new(false);
+        let s = DaemonStatus::new(Some("journal /x: line 3 is corrupt".into()));
+        assert!(
+            s.line()
+                .starts_with("JOURNAL-LESS MODE (journal /x: line 3 is corrupt); "),
+            "{}",
+            s.line()
+        );
+        let s = DaemonStatus::new(None);
         assert!(!s.line().contains("JOURNAL-LESS"));
-        s.set_journal_less();
-        assert!(s.line().starts_with("JOURNAL-LESS MODE"));
+        s.set_journal_less("recovery cannot write");
+        assert!(s
+            .line()
+            .starts_with("JOURNAL-LESS MODE (recovery cannot write)"));
+        assert_eq!(s.journal_less().as_deref(), Some("recovery cannot write"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_pass_stuck_too_long_is_unhealthy() {
-        let s = DaemonStatus::new(false);
+        let s = DaemonStatus::new(None);
         assert!(s.healthy(Instant::now()));
         let running = s.pass_started();
         tokio::time::advance(PASS_STUCK_AFTER - Duration::from_secs(1)).await;

@@ -2,6 +2,7 @@
 //! family. Adding a subcommand is a variant here plus a module with its `run`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
 
@@ -46,6 +47,10 @@ pub enum Command {
         /// The guest to test on (an LXC container on this node).
         #[arg(long, value_parser = clap::value_parser!(u32).range(100..=999_999_999))]
         vmid: u32,
+        /// Longest wait for each PVE task (`90`, `120s`, `5m`). A task still running then is
+        /// reported, cleaned up where possible, and the commands to finish by hand are printed.
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+        task_timeout: Duration,
     },
     /// For each capability of the agent: ready, or which privilege is missing on which path
     /// (from /access/permissions).
@@ -54,6 +59,21 @@ pub enum Command {
     /// POSTs it to hub.url with hub.api_key, decodes the envelope the hub answers, and prints
     /// both. The hub records the report like any other. Needs the `hub` section.
     Hub,
+}
+
+/// `90`, `90s` or `5m`: whole seconds or minutes, at least one second.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (digits, unit) = match s.strip_suffix('m') {
+        Some(d) => (d, 60),
+        None => (s.strip_suffix('s').unwrap_or(s), 1),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected seconds like 120s or minutes like 5m, got {s:?}"))?;
+    match n.checked_mul(unit) {
+        Some(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("must be at least 1s, got {s:?}")),
+    }
 }
 
 impl Command {
@@ -127,8 +147,27 @@ mod tests {
             assert!(cli.json);
         }
         let t = parse(&["-vv", "task", "--vmid", "100"]).unwrap();
-        assert_eq!(t.subcommand(), Command::Task { vmid: 100 });
+        assert_eq!(
+            t.subcommand(),
+            Command::Task {
+                vmid: 100,
+                task_timeout: Duration::from_secs(120)
+            }
+        );
         assert_eq!(t.log_filter(None), "debug");
+        let t = parse(&["task", "--vmid", "100", "--task-timeout", "5m"]).unwrap();
+        assert_eq!(
+            t.subcommand(),
+            Command::Task {
+                vmid: 100,
+                task_timeout: Duration::from_secs(300)
+            }
+        );
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse(&["task", "--vmid", "100", "--task-timeout", "-1"]).is_err());
     }
 
     #[test]
@@ -163,7 +202,10 @@ mod tests {
     fn only_the_hub_test_needs_the_hub_section() {
         for c in [
             Command::Read,
-            Command::Task { vmid: 100 },
+            Command::Task {
+                vmid: 100,
+                task_timeout: Duration::from_secs(1),
+            },
             Command::Privileges,
         ] {
             assert_eq!(c.needs_hub(), None, "{}", c.name());

@@ -143,11 +143,15 @@ pub fn envelope_summary(e: &ControlEnvelope) -> String {
         Some(s) => s.to_string(),
         None => "absent (hub.poll_seconds applies)".to_owned(),
     };
+    let blocked = match e.blocked {
+        Some(b) => b.to_string(),
+        None => "absent (the agent keeps its last state)".to_owned(),
+    };
     let mut s = format!(
-        "poll_interval_seconds {poll}, blocked {}, desired_generation {}, has_signed_ops {}",
-        e.blocked, e.desired_generation, e.has_signed_ops
+        "poll_interval_seconds {poll}, blocked {blocked}, desired_generation {}, has_signed_ops {}",
+        e.desired_generation, e.has_signed_ops
     );
-    if e.blocked {
+    if e.blocked == Some(true) {
         s.push_str(": the hub has blocked this host; the agent keeps reporting but applies no desired state");
     }
     s
@@ -322,11 +326,12 @@ mod tests {
         };
         assert_eq!(
             envelope_summary(&plain),
-            "poll_interval_seconds 60, blocked false, desired_generation 0, has_signed_ops false"
+            "poll_interval_seconds 60, blocked absent (the agent keeps its last state), \
+             desired_generation 0, has_signed_ops false"
         );
         let blocked = ControlEnvelope {
             poll_interval_seconds: None,
-            blocked: true,
+            blocked: Some(true),
             desired_generation: 7,
             has_signed_ops: true,
         };

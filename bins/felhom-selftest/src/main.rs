@@ -19,7 +19,7 @@ mod task;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use felhom_config::pve;
@@ -32,9 +32,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command};
 use crate::report::Report;
-
-/// Longest wait for one PVE task of the task test (a snapshot of a large volume is slow).
-const TASK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// Exit status for a usage or config error (clap uses the same for its usage errors).
 const EXIT_USAGE: u8 = 2;
@@ -139,7 +136,7 @@ async fn run(command: &Command, ctx: &Ctx<'_>, report: &mut Report) {
             // `setup` requires the section for this command and builds the client with it.
             _ => report.fail("hub_config", "the config has no hub section"),
         },
-        Command::Task { vmid } => {
+        Command::Task { vmid, task_timeout } => {
             let test = task::TaskTest {
                 vmid: *vmid,
                 now_unix: SystemTime::now()
@@ -147,23 +144,25 @@ async fn run(command: &Command, ctx: &Ctx<'_>, report: &mut Report) {
                     .map(|d| d.as_secs())
                     .unwrap_or_default(),
                 wait: WaitOptions {
-                    timeout: TASK_TIMEOUT,
+                    timeout: *task_timeout,
                     ..WaitOptions::default()
                 },
+                // Bounded too: a task that never ends must not hold the cleanup (or a Ctrl-C).
                 cleanup_wait: WaitOptions {
-                    timeout: TASK_TIMEOUT,
+                    timeout: *task_timeout,
                     ..WaitOptions::default()
                 },
+                by_hand: task::ByHand::default(),
             };
-            tokio::spawn(on_interrupt(test.wait.cancel.clone()));
+            tokio::spawn(on_interrupt(test.wait.cancel.clone(), test.by_hand.clone()));
             task::run(ctx.client, &test, report).await;
         }
     }
 }
 
-/// First Ctrl-C: stop starting new steps, let the running task finish and clean up. Second:
-/// exit at once.
-async fn on_interrupt(cancel: CancellationToken) {
+/// First Ctrl-C: stop starting new steps, give the running task at most `--task-timeout` to
+/// finish, and clean up. Second: print what is left to undo by hand and exit at once.
+async fn on_interrupt(cancel: CancellationToken, by_hand: task::ByHand) {
     if tokio::signal::ctrl_c().await.is_err() {
         return;
     }
@@ -176,6 +175,7 @@ async fn on_interrupt(cancel: CancellationToken) {
         eprintln!(
             "felhom-selftest: aborted; the guest may keep the test's snapshot or description"
         );
+        eprint!("{}", by_hand.render());
         std::process::exit(130);
     }
 }

@@ -7,8 +7,9 @@
 //! `cleanup:` check. Nothing here is hidden from the operator: the snapshot carries a
 //! description saying what made it, in case the cleanup cannot run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use felhom_proxmox::{
     wait_task, ConfigUpdate, GuestStatus, ProxmoxApi, ProxmoxError, SetConfigOutcome, TaskOutcome,
@@ -32,6 +33,56 @@ pub struct TaskTest {
     pub wait: WaitOptions,
     /// For cleanup steps: not cancelled by the first interrupt.
     pub cleanup_wait: WaitOptions,
+    /// What is left to undo by hand if the test cannot (shared with the interrupt handler).
+    pub by_hand: ByHand,
+}
+
+/// The commands that would finish the cleanup by hand, kept current as the test changes and
+/// undoes things: printed at the end when anything is left, and on a second Ctrl-C.
+#[derive(Debug, Clone, Default)]
+pub struct ByHand(Arc<Mutex<BTreeMap<String, String>>>);
+
+impl ByHand {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Something now needs undoing: `key` names it, `command` undoes it.
+    pub fn add(&self, key: impl Into<String>, command: impl Into<String>) {
+        self.lock().insert(key.into(), command.into());
+    }
+
+    /// It was undone (or never happened).
+    pub fn done(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// The commands left, in order (a running task first: the others need its lock).
+    pub fn commands(&self) -> Vec<String> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// The commands as text for the terminal; empty when nothing is left.
+    pub fn render(&self) -> String {
+        let commands = self.commands();
+        if commands.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from(
+            "felhom-selftest: to finish the cleanup by hand, run on the node (in this order):\n",
+        );
+        for c in commands {
+            out.push_str("  ");
+            out.push_str(&c);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `'text'` for a POSIX shell.
+pub fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// What the guest looked like before the test.
@@ -102,18 +153,41 @@ async fn task<A: ProxmoxApi>(
     finish(api, &upid, t).await
 }
 
+/// Keys of [`ByHand`] entries: sorted so a running task's stop comes first.
+const KEY_TASK: &str = "0 task";
+const KEY_SNAPSHOT: &str = "1 snapshot";
+const KEY_START: &str = "2 start";
+const KEY_DESCRIPTION: &str = "3 description";
+
 async fn finish<A: ProxmoxApi>(
     api: &A,
     upid: &Upid,
     t: &TaskTest,
 ) -> Result<TaskOutcome, ProxmoxError> {
-    match wait_task(api, upid, &t.wait).await {
+    // Until it ends, the way to end it by hand (`DELETE /nodes/{node}/tasks/{upid}`).
+    t.by_hand.add(
+        format!("{KEY_TASK} {upid}"),
+        format!("pvesh delete /nodes/{}/tasks/{upid}", api.node()),
+    );
+    let waited = match wait_task(api, upid, &t.wait).await {
         Err(ProxmoxError::Cancelled { .. }) => {
             tracing::warn!(%upid, "interrupted: letting the running task finish before cleaning up");
             wait_task(api, upid, &t.cleanup_wait).await
         }
         other => other,
+    };
+    if !still_running(&waited) {
+        t.by_hand.done(&format!("{KEY_TASK} {upid}"));
     }
+    waited
+}
+
+/// Whether a wait ended with the task still running in PVE.
+fn still_running<T>(waited: &Result<T, ProxmoxError>) -> bool {
+    matches!(
+        waited,
+        Err(ProxmoxError::WaitTimeout { .. } | ProxmoxError::Cancelled { .. })
+    )
 }
 
 /// Whether a failed mutation certainly had no effect: never sent, or refused by PVE before it
@@ -159,9 +233,17 @@ pub async fn run(api: &impl ProxmoxApi, t: &TaskTest, report: &mut Report) {
             "description",
             "skipped: interrupted (the snapshot steps were undone first)",
         );
-        return;
+    } else {
+        description_phase(api, t, &before, report).await;
     }
-    description_phase(api, t, &before, report).await;
+    let left = t.by_hand.commands();
+    if !left.is_empty() {
+        report.fail(
+            "cleanup: by hand",
+            format!("run on the node: {}", left.join("; ")),
+        );
+        eprint!("{}", t.by_hand.render());
+    }
 }
 
 async fn preflight(api: &impl ProxmoxApi, t: &TaskTest, report: &mut Report) -> Option<Before> {
@@ -247,6 +329,10 @@ async fn snapshot_phase(api: &impl ProxmoxApi, t: &TaskTest, before: &Before, re
     let vmid = t.vmid;
     let name = snapshot_name(t.now_unix, &before.snapshots);
     let mut run = Run { t, broken: false };
+    t.by_hand.add(
+        KEY_SNAPSHOT,
+        format!("pct delsnapshot {vmid} {name}  # if `pct listsnapshot {vmid}` shows it"),
+    );
 
     let created = task(
         api,
@@ -263,6 +349,7 @@ async fn snapshot_phase(api: &impl ProxmoxApi, t: &TaskTest, before: &Before, re
             report.fail(format!("snapshot {name}"), describe(&e));
             run.broken = true;
             if certainly_no_effect(&e) {
+                t.by_hand.done(KEY_SNAPSHOT);
                 Exists::No
             } else {
                 Exists::Maybe
@@ -286,6 +373,8 @@ async fn snapshot_phase(api: &impl ProxmoxApi, t: &TaskTest, before: &Before, re
 
     // PVE stops a running container for a rollback; put it back the way it was.
     if rollback_sent && before.running {
+        t.by_hand
+            .add(KEY_START, format!("pct start {vmid}  # if it is stopped"));
         restart_if_stopped(api, &run, report).await;
     }
 
@@ -293,7 +382,19 @@ async fn snapshot_phase(api: &impl ProxmoxApi, t: &TaskTest, before: &Before, re
         // Find out before deleting: deleting a snapshot that is not there fails its task.
         exists = match api.list_snapshots(vmid).await {
             Ok(s) if s.iter().any(|s| s.name == name) => Exists::Yes,
-            Ok(_) => Exists::No,
+            Ok(_) => {
+                // Not there now; a create task still running may make it later: then the
+                // by-hand list keeps the delete.
+                if !t
+                    .by_hand
+                    .commands()
+                    .iter()
+                    .any(|c| c.starts_with("pvesh delete"))
+                {
+                    t.by_hand.done(KEY_SNAPSHOT);
+                }
+                Exists::No
+            }
             Err(e) => {
                 report.fail(
                     run.name(&format!("find snapshot {name}")),
@@ -309,7 +410,10 @@ async fn snapshot_phase(api: &impl ProxmoxApi, t: &TaskTest, before: &Before, re
     if exists == Exists::Yes {
         let step = run.name(&format!("delete snapshot {name}"));
         match task(api, api.delete_snapshot(vmid, &name), t).await {
-            Ok(o) => report.pass(step, outcome_detail(&o)),
+            Ok(o) => {
+                t.by_hand.done(KEY_SNAPSHOT);
+                report.pass(step, outcome_detail(&o));
+            }
             Err(e) => {
                 report.fail(
                     step,
@@ -361,17 +465,21 @@ async fn restart_if_stopped(api: &impl ProxmoxApi, run: &Run<'_>, report: &mut R
         }
     };
     if status == GuestStatus::Running {
+        run.t.by_hand.done(KEY_START);
         return;
     }
     let step = run.name(&format!("start {vmid}"));
     match task(api, api.start(vmid), run.t).await {
-        Ok(o) => report.pass(
-            step,
-            format!(
-                "running again after the rollback stopped it ({})",
-                outcome_detail(&o)
-            ),
-        ),
+        Ok(o) => {
+            run.t.by_hand.done(KEY_START);
+            report.pass(
+                step,
+                format!(
+                    "running again after the rollback stopped it ({})",
+                    outcome_detail(&o)
+                ),
+            )
+        }
         Err(e) => report.fail(
             step,
             format!(
@@ -430,6 +538,13 @@ async fn description_phase(
     }
     let mut run = Run { t, broken: false };
     let marker = marker(t.now_unix);
+    t.by_hand.add(
+        KEY_DESCRIPTION,
+        match &before.description {
+            Some(d) => format!("pct set {vmid} --description {}", shell_quote(d)),
+            None => format!("pct set {vmid} --delete description"),
+        },
+    );
 
     let write = set_config(
         api,
@@ -446,6 +561,9 @@ async fn description_phase(
             report.fail("description write", describe(&e));
             run.broken = true;
         }
+    }
+    if !maybe_changed {
+        t.by_hand.done(KEY_DESCRIPTION);
     }
 
     // Read back: verifies the write, and tells the restore what is there now.
@@ -486,19 +604,23 @@ async fn description_phase(
         None => maybe_changed,
     };
     if !needs_restore {
+        t.by_hand.done(KEY_DESCRIPTION);
         return;
     }
     let digest = current.and_then(|(_, d)| d);
     let step = run.name("description restore");
     let restore = description_update(before.description.as_deref(), digest);
     match set_config(api, vmid, &restore, t).await {
-        Ok(how) => report.pass(
-            step,
-            match &before.description {
-                Some(_) => format!("{how}: the original written back"),
-                None => format!("{how}: the key deleted (there was no description)"),
-            },
-        ),
+        Ok(how) => {
+            t.by_hand.done(KEY_DESCRIPTION);
+            report.pass(
+                step,
+                match &before.description {
+                    Some(_) => format!("{how}: the original written back"),
+                    None => format!("{how}: the key deleted (there was no description)"),
+                },
+            )
+        }
         Err(e) => {
             report.fail(
                 step,

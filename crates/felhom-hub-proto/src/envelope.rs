@@ -16,10 +16,16 @@ pub struct ControlEnvelope {
         skip_serializing_if = "Option::is_none"
     )]
     pub poll_interval_seconds: Option<u64>,
-    /// The hub has blocked this host (e.g. unpaid, decommissioned): the agent keeps reporting
-    /// but applies no desired state. Absent: `false`.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub blocked: bool,
+    /// The hub has blocked (`true`) or unblocked (`false`) this host (e.g. unpaid,
+    /// decommissioned): a blocked agent keeps reporting but applies no desired state. Absent or
+    /// `null`: no statement — the agent keeps the state it last knew (a block ends only with an
+    /// explicit `false`, so an empty or partial answer never lifts one).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub blocked: Option<bool>,
     /// The generation of the desired state the hub holds for this host; it grows when the
     /// desired state changes, so the agent fetches it only then. `0`: none published. Absent: `0`.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -47,7 +53,7 @@ mod tests {
         let e: ControlEnvelope = serde_json::from_str("{}").unwrap();
         assert_eq!(e, ControlEnvelope::default());
         assert_eq!(e.poll_interval_seconds, None);
-        assert!(!e.blocked && !e.has_signed_ops);
+        assert!(e.blocked.is_none() && !e.has_signed_ops);
         assert_eq!(e.desired_generation, 0);
     }
 
@@ -71,7 +77,7 @@ mod tests {
     fn round_trips_and_omits_an_unset_interval() {
         let e = ControlEnvelope {
             poll_interval_seconds: Some(300),
-            blocked: true,
+            blocked: Some(true),
             desired_generation: 7,
             has_signed_ops: false,
         };
@@ -83,6 +89,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<ControlEnvelope>(&json).unwrap(), e);
         let unset = serde_json::to_string(&ControlEnvelope::default()).unwrap();
         assert!(!unset.contains("poll_interval_seconds"), "{unset}");
+        assert!(!unset.contains("blocked"), "{unset}");
+        let lifted: ControlEnvelope = serde_json::from_str(r#"{"blocked":false}"#).unwrap();
+        assert_eq!(lifted.blocked, Some(false));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use crate::{
     AuditEntry, BackupEntry, ControlEnvelope, GuestReport, GuestSpec, GuestStatus, HostInfo,
-    HostReport, PbsSnapshot, RestoreTest, ServiceState, StorageTarget, Timestamp, SCHEMA_VERSION,
+    HostReport, JournalStatus, PbsSnapshot, RestoreTest, ServiceState, StorageTarget, Timestamp,
+    SCHEMA_VERSION,
 };
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -132,6 +133,9 @@ pub fn sample_host_report() -> HostReport {
                 key_id: None,
             },
         ],
+        journal: JournalStatus::journal_less(
+            "op journal /var/lib/felhom/journal.log: line 12 is corrupt",
+        ),
     }
 }
 
@@ -139,7 +143,7 @@ pub fn sample_host_report() -> HostReport {
 pub fn sample_control_envelope() -> ControlEnvelope {
     ControlEnvelope {
         poll_interval_seconds: Some(300),
-        blocked: false,
+        blocked: Some(false),
         desired_generation: 3,
         has_signed_ops: false,
     }

@@ -23,7 +23,8 @@ pub mod timestamp;
 pub use envelope::ControlEnvelope;
 pub use report::{
     AuditEntry, BackupEntry, GuestReport, GuestSpec, GuestStatus, HostInfo, HostReport,
-    PbsSnapshot, RestoreTest, ServiceState, StorageTarget, SCHEMA_VERSION,
+    JournalState, JournalStatus, PbsSnapshot, RestoreTest, ServiceState, StorageTarget,
+    SCHEMA_VERSION,
 };
 pub use timestamp::{InvalidTimestamp, Timestamp};
 

@@ -47,6 +47,11 @@ pub struct HostReport {
     /// Reserved: the agent sends `[]` today. The latest authorization decisions on this host.
     #[serde(default, deserialize_with = "null_as_default")]
     pub audit_tail: Vec<AuditEntry>,
+    /// Whether the agent's op journal works. `journal_less` is the state to alert on: the agent
+    /// keeps reporting and runs only convergent benign actions, but cannot recover an
+    /// interrupted op. Absent (an older agent): `unknown`.
+    #[serde(default)]
+    pub journal: JournalStatus,
 }
 
 impl HostReport {
@@ -71,8 +76,54 @@ impl HostReport {
             restore_tests: Vec::new(),
             pbs_snapshots: Vec::new(),
             audit_tail: Vec::new(),
+            journal: JournalStatus::default(),
         }
     }
+}
+
+/// The agent's op journal as the hub sees it: a state to alert on and, when it is not `ok`,
+/// why (one line, e.g. the open error and the path).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// The state.
+    pub state: JournalState,
+    /// Why the journal is not `ok` (absent when it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl JournalStatus {
+    /// The journal is open and recording.
+    pub fn ok() -> Self {
+        Self {
+            state: JournalState::Ok,
+            reason: None,
+        }
+    }
+
+    /// The agent runs without its journal, for `reason`.
+    pub fn journal_less(reason: impl Into<String>) -> Self {
+        Self {
+            state: JournalState::JournalLess,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// State of the agent's op journal. Read leniently: any other value reads as `unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalState {
+    /// Open and recording every op: interrupted ops are recovered on restart.
+    Ok,
+    /// The journal could not be opened or written (e.g. corrupt): the agent runs only
+    /// convergent benign actions and cannot recover an interrupted op. Alert on it; the
+    /// operator repairs with `felhom-agent journal inspect|repair`.
+    JournalLess,
+    /// Not reported (an older agent) or not known.
+    #[default]
+    #[serde(other)]
+    Unknown,
 }
 
 /// The Proxmox VE node (PVE `GET /nodes/{node}/status` and `GET /version`).

@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use felhom_hub_proto::{
-    BackupEntry, GuestReport, GuestSpec, GuestStatus, HostInfo, HostReport, StorageTarget,
-    Timestamp,
+    BackupEntry, GuestReport, GuestSpec, GuestStatus, HostInfo, HostReport, JournalStatus,
+    StorageTarget, Timestamp,
 };
 use felhom_proxmox::{
     GuestStatus as PveGuestStatus, GuestSummary, LxcConfig, NodeStatus, ProxmoxApi, ProxmoxError,
@@ -209,6 +209,9 @@ pub struct CollectOptions {
     pub agent_version: String,
     /// Most guest configs (and storage listings) read at once; at least 1.
     pub concurrency: usize,
+    /// `HostReport::journal`: the daemon's op journal state (it alone knows it; others leave
+    /// the default, `unknown`).
+    pub journal: JournalStatus,
 }
 
 impl CollectOptions {
@@ -218,6 +221,7 @@ impl CollectOptions {
             host_id: host_id.into(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             concurrency: DEFAULT_CONFIG_CONCURRENCY,
+            journal: JournalStatus::default(),
         }
     }
 }
@@ -311,6 +315,7 @@ where
     report.cloudflared = cloudflared;
     report.storage_targets = storage_targets;
     report.backups = backups;
+    report.journal = options.journal.clone();
     Ok((report, stats))
 }
 

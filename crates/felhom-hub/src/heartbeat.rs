@@ -318,13 +318,8 @@ fn record_success(
     } else {
         tracing::debug!(%url, guests, "host report accepted");
     }
-    let previous = status.last_envelope.as_ref();
-    if previous.is_none_or(|p| p.blocked != envelope.blocked) && envelope.blocked {
-        tracing::warn!(
-            %url,
-            "the hub has blocked this host: reporting continues, no desired state is applied"
-        );
-    }
+    // Whether the host is blocked is the daemon's to decide (a block is sticky across answers
+    // that say nothing, and persisted); the loop only hands the envelope on.
     let interval = adopt_interval(
         settings.interval,
         envelope,

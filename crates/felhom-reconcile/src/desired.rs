@@ -6,10 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-
-use tokio::io::AsyncReadExt;
+use std::time::Duration;
 
 use crate::normalize::MIB;
 
@@ -258,6 +259,23 @@ pub enum DesiredError {
         #[source]
         source: std::io::Error,
     },
+    /// The path is not a regular file (a FIFO, a device, a directory): never opened for
+    /// reading, since that could block the daemon.
+    #[error("desired state file {}: is {kind}, not a regular file: not read", path.display())]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The read did not finish within its timeout (a hung network mount): nothing is known.
+    #[error("desired state file {}: the read did not finish within {after:?} (a hung mount?)", path.display())]
+    Stalled {
+        /// The file.
+        path: PathBuf,
+        /// The timeout that passed.
+        after: Duration,
+    },
     /// The file is larger than [`MAX_FILE_BYTES`].
     #[error("desired state file {}: larger than the {limit} byte limit", path.display())]
     TooLarge {
@@ -286,6 +304,42 @@ pub enum DesiredError {
         /// What is wrong.
         error: InvalidDesired,
     },
+}
+
+/// A size PVE cannot hold exactly: it stores memory and swap in whole MiB, so the engine writes
+/// `bytes` rounded up to `mib`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rounded {
+    /// The guest.
+    pub vmid: u32,
+    /// `spec.memory_bytes` or `spec.swap_bytes`.
+    pub field: &'static str,
+    /// The desired bytes.
+    pub bytes: u64,
+    /// What is written instead, in MiB.
+    pub mib: u64,
+}
+
+/// Every desired memory or swap size that is not a whole number of MiB (so it is rounded up).
+pub fn unaligned_sizes(state: &DesiredState) -> Vec<Rounded> {
+    let mut out = Vec::new();
+    for guest in state.guests() {
+        let Some(spec) = &guest.spec else { continue };
+        for (field, bytes) in [
+            ("spec.memory_bytes", spec.memory_bytes),
+            ("spec.swap_bytes", spec.swap_bytes),
+        ] {
+            if let Some(bytes) = bytes.filter(|b| b % MIB != 0) {
+                out.push(Rounded {
+                    vmid: guest.vmid,
+                    field,
+                    bytes,
+                    mib: bytes.div_ceil(MIB),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Where desired state comes from; asked once per reconcile pass.
@@ -344,16 +398,39 @@ impl DesiredProvider for StaticProvider {
     }
 }
 
+/// Longest a desired-state read may take before the pass gives up on it (a hung NFS mount, a
+/// FIFO swapped in after the type check). Far above a local read of [`MAX_FILE_BYTES`].
+pub const FILE_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An operator-written JSON file, re-read on every pass (see [`parse_desired`] for the format).
+///
+/// Only a regular file is read (checked before the open and again on the open handle), opened
+/// `O_NONBLOCK` so a FIFO cannot block the open, and read on the blocking pool under
+/// [`FILE_READ_TIMEOUT`]: a read that stalls fails the pass ([`DesiredError::Stalled`]) and is
+/// logged, and while it stays stuck the next passes fail at once instead of piling up threads.
+/// The stuck thread cannot be killed; the daemon's exit does not wait for it.
 #[derive(Debug, Clone)]
 pub struct FileProvider {
     path: PathBuf,
+    timeout: Duration,
+    /// A read still running on the blocking pool (a stalled one, once the timeout passed).
+    reading: Arc<AtomicBool>,
 }
 
 impl FileProvider {
     /// Reads `path` on each pass; nothing is read now.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            timeout: FILE_READ_TIMEOUT,
+            reading: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The same provider with another read timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The file read.
@@ -362,26 +439,101 @@ impl FileProvider {
     }
 
     async fn read(&self) -> Result<DesiredState, DesiredError> {
-        let read_error = |source| DesiredError::Read {
+        let stalled = || DesiredError::Stalled {
             path: self.path.clone(),
-            source,
+            after: self.timeout,
         };
-        let file = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(read_error)?;
-        let mut bytes = Vec::new();
-        // Read one byte past the limit so "exactly at the limit" and "over it" differ.
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(read_error)?;
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(DesiredError::TooLarge {
-                path: self.path.clone(),
-                limit: MAX_FILE_BYTES,
-            });
+        if self.reading.swap(true, Ordering::SeqCst) {
+            tracing::warn!(path = %self.path.display(), "desired state file: the previous read is still stuck; not reading again");
+            return Err(stalled());
         }
+        let path = self.path.clone();
+        let reading = Arc::clone(&self.reading);
+        let read = tokio::task::spawn_blocking(move || {
+            let result = read_regular_file(&path);
+            reading.store(false, Ordering::SeqCst);
+            result
+        });
+        let bytes = match tokio::time::timeout(self.timeout, read).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(join)) => {
+                self.reading.store(false, Ordering::SeqCst);
+                return Err(DesiredError::Read {
+                    path: self.path.clone(),
+                    source: std::io::Error::other(join.to_string()),
+                });
+            }
+            Err(_) => {
+                tracing::error!(
+                    path = %self.path.display(),
+                    timeout_secs = self.timeout.as_secs_f64(),
+                    "desired state file: the read did not finish (a hung mount?); this pass \
+                     fails and changes nothing"
+                );
+                return Err(stalled());
+            }
+        };
         parse_desired(&bytes).map_err(|error| error.at(&self.path))
+    }
+}
+
+/// Reads `path` if, and only if, it is a regular file, without ever blocking on the open; at
+/// most [`MAX_FILE_BYTES`].
+fn read_regular_file(path: &Path) -> Result<Vec<u8>, DesiredError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_error = |source| DesiredError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_regular = |meta: &std::fs::Metadata| DesiredError::NotRegular {
+        path: path.to_path_buf(),
+        kind: file_kind(meta),
+    };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    // O_NONBLOCK: a FIFO swapped in after the check opens at once instead of waiting for a
+    // writer; the handle's own type is checked again below.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    let mut bytes = Vec::new();
+    // Read one byte past the limit so "exactly at the limit" and "over it" differ.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(DesiredError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+/// What a non-regular file is, for the error.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -798,6 +950,85 @@ mod tests {
         assert!(provider.desired().await.expect("static").is_empty());
     }
 
+    #[test]
+    fn unaligned_sizes_are_named_with_what_is_written() {
+        let mut a = DesiredGuest::new(100);
+        a.spec = Some(GuestSpec {
+            memory_bytes: Some(2048 * MIB + 1),
+            swap_bytes: Some(512 * MIB),
+            ..GuestSpec::default()
+        });
+        let mut b = DesiredGuest::new(101);
+        b.spec = Some(GuestSpec {
+            swap_bytes: Some(MIB - 1),
+            ..GuestSpec::default()
+        });
+        let state = DesiredState::new(vec![a, b, DesiredGuest::new(102)]).expect("valid");
+        assert_eq!(
+            unaligned_sizes(&state),
+            [
+                Rounded {
+                    vmid: 100,
+                    field: "spec.memory_bytes",
+                    bytes: 2048 * MIB + 1,
+                    mib: 2049
+                },
+                Rounded {
+                    vmid: 101,
+                    field: "spec.swap_bytes",
+                    bytes: MIB - 1,
+                    mib: 1
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fifo_or_a_directory_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("desired.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        // Today's open() of a FIFO waits for a writer forever; bound the test instead.
+        let provider = FileProvider::new(&fifo);
+        let err = tokio::time::timeout(Duration::from_secs(5), provider.desired())
+            .await
+            .expect("does not block on the FIFO")
+            .expect_err("a FIFO is no desired state");
+        assert!(
+            matches!(err, DesiredError::NotRegular { kind: "a FIFO", .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("is a FIFO, not a regular file"),
+            "{err}"
+        );
+        // No read is left running: the next pass asks again (and is refused again).
+        let again = provider.desired().await.expect_err("still a FIFO");
+        assert!(
+            matches!(again, DesiredError::NotRegular { .. }),
+            "{again:?}"
+        );
+
+        let err = FileProvider::new(dir.path())
+            .desired()
+            .await
+            .expect_err("a directory");
+        assert!(
+            matches!(
+                err,
+                DesiredError::NotRegular {
+                    kind: "a directory",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
     #[tokio::test]
     async fn file_provider_rereads_each_pass() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -876,6 +1107,6 @@ mod tests {
             .desired()
             .await
             .expect_err("directory");
-        assert!(matches!(err, DesiredError::Read { .. }), "{err:?}");
+        assert!(matches!(err, DesiredError::NotRegular { .. }), "{err:?}");
     }
 }

@@ -19,6 +19,11 @@
 //! and the next pass re-plans from what PVE then reports. A guest's own actions are independent
 //! too (each is convergent on its own): a refused config write does not hold back its start.
 //!
+//! **A guest that does not finish.** With [`EngineOptions::pass_wait`] a pass stops waiting
+//! once that long has passed: jobs still running (a PVE task that never ends) finish in the
+//! background, and their guests are skipped — logged each pass, counted in
+//! [`PassSummary::busy`] — until they have, so one stuck guest never holds the others back.
+//!
 //! **Journal-less mode.** The journal is optional: a daemon whose journal cannot open keeps
 //! reconciling without it. That is only sound for actions that are convergent (re-running one
 //! after an unrecorded crash does no harm, because the next pass re-plans from actual state)
@@ -50,9 +55,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::actual::{actual_guest, config_update};
-use crate::desired::{DesiredError, DesiredProvider, DesiredState};
+use crate::desired::{unaligned_sizes, DesiredError, DesiredProvider, DesiredState, Rounded};
 use crate::normalize::NormalizerRegistry;
-use crate::plan::{plan, Action, ActualGuest, Skip};
+use crate::plan::{plan, Action, ActualGuest, Skip, SkipReason};
 use crate::queue::{JobError, JobHandle, Queue};
 
 /// The op journal as the engine and recovery share it with the rest of the daemon. Writes go
@@ -135,6 +140,11 @@ pub struct EngineOptions {
     pub wait: WaitOptions,
     /// Stops jobs that have not started and waits that are under way (not PVE's tasks).
     pub cancel: CancellationToken,
+    /// Longest a pass waits for its jobs once they are submitted; `None`: until each ends.
+    /// A job still running then (a PVE task that never ends) is left to finish in the
+    /// background, and its guest is skipped by later passes until it has, so one stuck guest
+    /// does not hold the others back.
+    pub pass_wait: Option<Duration>,
 }
 
 impl Default for EngineOptions {
@@ -147,6 +157,7 @@ impl Default for EngineOptions {
                 ..WaitOptions::default()
             },
             cancel: CancellationToken::new(),
+            pass_wait: None,
         }
     }
 }
@@ -279,6 +290,12 @@ pub struct PassSummary {
     /// Journal writes that failed after the action was sent (logged; the action's own result
     /// is still counted).
     pub journal_errors: usize,
+    /// Still running when the pass stopped waiting ([`EngineOptions::pass_wait`]): left to end
+    /// in the background; the guest is skipped until it has.
+    pub still_running: Vec<ActionReport>,
+    /// Actions planned for guests whose job from an earlier pass is still running: not
+    /// submitted this pass (the next pass re-plans them once the job ended).
+    pub busy: Vec<ActionReport>,
 }
 
 impl PassSummary {
@@ -293,7 +310,8 @@ impl fmt::Display for PassSummary {
         write!(
             f,
             "{} desired, {} on host; planned {}: {} succeeded ({} with warnings), {} failed, \
-             {} interrupted, {} not run; {} skipped; {} mutating requests",
+             {} interrupted, {} not run, {} still running, {} busy; {} skipped; {} mutating \
+             requests",
             self.desired_guests,
             self.actual_guests,
             self.planned,
@@ -302,6 +320,8 @@ impl fmt::Display for PassSummary {
             self.failed.len(),
             self.interrupted.len(),
             self.not_run.len(),
+            self.still_running.len(),
+            self.busy.len(),
             self.skipped.len(),
             self.mutations,
         )
@@ -327,6 +347,10 @@ struct JobReport {
 /// submitted has finished).
 pub struct Engine<A, G = BenignGate> {
     api: Arc<A>,
+    /// Guests whose job an earlier pass stopped waiting for, and that job's action name.
+    busy: Busy,
+    /// Sizes whose rounding was already logged (once per value, not every pass).
+    rounded_logged: Arc<Mutex<BTreeSet<Rounded>>>,
     queue: Queue,
     journal: Option<SharedJournal>,
     gate: Arc<G>,
@@ -351,6 +375,8 @@ impl<A: ProxmoxApi + 'static> Engine<A, BenignGate> {
     pub fn new(api: Arc<A>, queue: Queue, journal: Option<SharedJournal>) -> Self {
         Self {
             api,
+            busy: Busy::default(),
+            rounded_logged: Arc::default(),
             queue,
             journal,
             gate: Arc::new(BenignGate),
@@ -365,6 +391,8 @@ impl<A: ProxmoxApi + 'static, G: Gate> Engine<A, G> {
     pub fn with_gate<H: Gate>(self, gate: H) -> Engine<A, H> {
         Engine {
             api: self.api,
+            busy: self.busy,
+            rounded_logged: self.rounded_logged,
             queue: self.queue,
             journal: self.journal,
             gate: Arc::new(gate),
@@ -416,6 +444,7 @@ impl<A: ProxmoxApi + 'static, G: Gate> Engine<A, G> {
             })?;
         let (actual, config_errors) = self.read_actual(&desired, &listed).await;
         let plan = plan(&desired, &actual, &self.normalizers);
+        self.log_desired_notices(&desired, &plan.skipped);
 
         let mut summary = PassSummary {
             desired_guests: desired.len(),
@@ -435,7 +464,8 @@ impl<A: ProxmoxApi + 'static, G: Gate> Engine<A, G> {
         let mutations = Arc::new(AtomicUsize::new(0));
         let mut pending: Vec<(u32, &'static str, Option<JobHandle<JobReport>>)> =
             Vec::with_capacity(plan.actions.len());
-        for action in plan.actions {
+        let actions = self.busy.hold_back(plan.actions, &mut summary);
+        for action in actions {
             let vmid = action.vmid();
             let name = action_name(&action);
             let job = Job {
@@ -461,20 +491,36 @@ impl<A: ProxmoxApi + 'static, G: Gate> Engine<A, G> {
             pending.push((vmid, name, handle));
         }
 
+        let deadline = self.options.pass_wait.map(|wait| Instant::now() + wait);
+        let mut left_running = Vec::new();
         for (vmid, action, handle) in pending {
             let report = |detail: String| ActionReport {
                 vmid,
                 action,
                 detail,
             };
-            let result = match handle {
-                None => {
+            let result = match (handle, deadline) {
+                (None, _) => {
                     summary
                         .not_run
                         .push(report("job queue is closed".to_owned()));
                     continue;
                 }
-                Some(handle) => handle.await,
+                (Some(handle), None) => handle.await,
+                (Some(mut handle), Some(deadline)) => {
+                    match tokio::time::timeout_at(deadline, &mut handle).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            summary.still_running.push(report(
+                                "still running when the pass stopped waiting; the guest is \
+                                 skipped until it ends"
+                                    .to_owned(),
+                            ));
+                            left_running.push((vmid, action, handle));
+                            continue;
+                        }
+                    }
+                }
             };
             let job = match result {
                 Ok(job) => job,
@@ -501,9 +547,45 @@ impl<A: ProxmoxApi + 'static, G: Gate> Engine<A, G> {
                 Outcome::NotRun(reason) => summary.not_run.push(report(reason)),
             }
         }
+        self.busy.finish_in_background(left_running);
         summary.mutations = mutations.load(Ordering::SeqCst);
         tracing::info!(%summary, "reconcile pass done");
         Ok(summary)
+    }
+
+    /// What the operator should know about the desired state that the plan leaves silent:
+    /// desired guests not on this host (every pass, one line naming them) and sizes rounded up
+    /// to whole MiB (once per value).
+    fn log_desired_notices(&self, desired: &DesiredState, skipped: &[Skip]) {
+        let missing: Vec<u32> = skipped
+            .iter()
+            .filter(|skip| skip.reason == SkipReason::NotOnHost)
+            .map(|skip| skip.vmid)
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(
+                vmids = ?missing,
+                node = self.api.node(),
+                "desired guests not on this host are skipped (provisioning is not automated): \
+                 check the vmids in the desired state"
+            );
+        }
+        let mut logged = self
+            .rounded_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for r in unaligned_sizes(desired) {
+            if logged.insert(r) {
+                tracing::warn!(
+                    vmid = r.vmid,
+                    field = r.field,
+                    bytes = r.bytes,
+                    written_mib = r.mib,
+                    "desired size is not a whole MiB: PVE stores MiB, so it is rounded up (give \
+                     a multiple of 1048576 to silence this)"
+                );
+            }
+        }
     }
 
     /// The listed guests as the plan sees them, reading the config of each desired one (at
@@ -545,6 +627,76 @@ impl<A: ProxmoxApi + 'static, G: Gate> Engine<A, G> {
             .map(|guest| actual_guest(guest, configs.get(&guest.vmid)))
             .collect();
         (actual, errors)
+    }
+}
+
+/// Guests with a job an earlier pass stopped waiting for ([`EngineOptions::pass_wait`]).
+#[derive(Debug, Clone, Default)]
+struct Busy(Arc<Mutex<HashMap<u32, &'static str>>>);
+
+impl Busy {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, &'static str>> {
+        // A plain map: whole after a panic elsewhere.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The actions of guests that are not busy; the others are counted in `summary.busy` and
+    /// logged (each pass, so an operator sees the guest is still waited on).
+    fn hold_back(&self, actions: Vec<Action>, summary: &mut PassSummary) -> Vec<Action> {
+        let busy = self.lock();
+        if busy.is_empty() {
+            return actions;
+        }
+        let mut kept = Vec::with_capacity(actions.len());
+        for action in actions {
+            let vmid = action.vmid();
+            match busy.get(&vmid) {
+                Some(running) => {
+                    let name = action_name(&action);
+                    tracing::warn!(
+                        vmid,
+                        action = name,
+                        running = *running,
+                        "guest skipped this pass: its {running} from an earlier pass is still \
+                         in flight"
+                    );
+                    summary.busy.push(ActionReport {
+                        vmid,
+                        action: name,
+                        detail: format!("its {running} from an earlier pass is still in flight"),
+                    });
+                }
+                None => kept.push(action),
+            }
+        }
+        kept
+    }
+
+    /// Marks the guests of `jobs` busy until each job ends (its own log line says how).
+    fn finish_in_background(&self, jobs: Vec<(u32, &'static str, JobHandle<JobReport>)>) {
+        if jobs.is_empty() {
+            return;
+        }
+        {
+            let mut busy = self.lock();
+            for (vmid, action, _) in &jobs {
+                tracing::warn!(
+                    vmid = *vmid,
+                    action = *action,
+                    "action still running: the pass goes on without it; the guest is skipped \
+                     until it ends"
+                );
+                busy.insert(*vmid, action);
+            }
+        }
+        for (vmid, action, handle) in jobs {
+            let busy = self.clone();
+            tokio::spawn(async move {
+                let _ = handle.await;
+                busy.lock().remove(&vmid);
+                tracing::info!(vmid, action, "a job an earlier pass left running has ended");
+            });
+        }
     }
 }
 

@@ -22,7 +22,7 @@ pub mod recovery;
 
 pub use desired::{
     DesiredError, DesiredGuest, DesiredProvider, DesiredState, EmptyProvider, FileProvider,
-    GuestSpec, InvalidDesired, InvalidGuest, RunState, StaticProvider,
+    GuestSpec, InvalidDesired, InvalidGuest, Rounded, RunState, StaticProvider, FILE_READ_TIMEOUT,
 };
 pub use engine::{
     action_name, runs_without_journal, ActionReport, BenignGate, Engine, EngineError,

@@ -251,7 +251,7 @@ async fn a_blocked_host_keeps_reporting_and_applies_no_desired_state() {
     let env = Env::start(1).await;
     env.hub.set_envelope(ControlEnvelope {
         poll_interval_seconds: Some(1),
-        blocked: true,
+        blocked: Some(true),
         ..ControlEnvelope::default()
     });
     env.desire(json!({ "guests": [{ "vmid": 101, "run_state": "running" }] }));
@@ -268,9 +268,11 @@ async fn a_blocked_host_keeps_reporting_and_applies_no_desired_state() {
         .wait_for_lines(&["blocked this host: reconcile pass skipped"], 2, WAIT)
         .await;
     assert!(!env.pve.state().guest(101).unwrap().running);
-    // Unblocked: the next pass applies the desired state.
+    // Unblocked (explicitly: an envelope without `blocked` keeps the block): the next pass
+    // applies the desired state.
     env.hub.set_envelope(ControlEnvelope {
         poll_interval_seconds: Some(1),
+        blocked: Some(false),
         ..ControlEnvelope::default()
     });
     daemon

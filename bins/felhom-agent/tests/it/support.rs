@@ -189,12 +189,22 @@ impl Daemon {
 
     /// Sends SIGTERM with `kill(1)`.
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends `SIG<name>` (`TERM`, `HUP`, `USR1`, `QUIT`) with `kill(1)`.
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().expect("still running");
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([&format!("-{name}"), &pid.to_string()])
             .status()
             .expect("kill runs");
-        assert!(status.success(), "kill -TERM {pid}");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("still running")
     }
 
     /// Waits for the exit (at most `timeout`) and returns the status and the whole stderr.

@@ -72,8 +72,8 @@ async fn one_report_reaches_the_hub_and_report_and_envelope_are_printed() {
         .expect_stdout(", cloudflared ")
         .expect_stdout(&format!("[ ok ] hub_report: {url} accepted the report\n"))
         .expect_stdout(
-            "[ ok ] envelope: poll_interval_seconds 60, blocked false, desired_generation 0, \
-             has_signed_ops false\n",
+            "[ ok ] envelope: poll_interval_seconds 60, blocked absent (the agent keeps its last \
+             state), desired_generation 0, has_signed_ops false\n",
         )
         .expect_stdout("\nreport:\n{\n")
         .expect_stdout(&format!("\"host_id\": \"{HOST_ID}\""))
@@ -103,7 +103,7 @@ async fn json_holds_the_report_as_sent_and_the_envelope_as_answered() {
     let rig = Rig::start().await;
     let envelope = ControlEnvelope {
         poll_interval_seconds: Some(120),
-        blocked: true,
+        blocked: Some(true),
         desired_generation: 3,
         has_signed_ops: true,
     };

@@ -193,3 +193,73 @@ async fn an_interrupt_lets_the_task_finish_then_undoes_it() {
     assert!(!run.stdout.contains("rollback"), "{}", run.stdout);
     assert_eq!(fingerprint_of(&guest(&host, 100)), fingerprint_of(&before));
 }
+
+/// A snapshot task that never ends: each wait is bounded by `--task-timeout`, the rest of the
+/// test still runs, and the commands to finish by hand are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_never_ends_is_bounded_and_the_manual_cleanup_is_printed() {
+    let host = Host::start().await;
+    host.sim.faults().slow_tasks(
+        Some("vzsnapshot"),
+        std::time::Duration::from_secs(1_000_000),
+    );
+    let started = std::time::Instant::now();
+    let run = host
+        .run(&["task", "--vmid", "100", "--task-timeout", "1s"])
+        .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    run.expect_code(1)
+        .expect_stdout("[FAIL] snapshot felhom-selftest-")
+        .expect_stdout("[FAIL] cleanup: by hand: run on the node: pvesh delete /nodes/")
+        .expect_stdout("pct delsnapshot 100 felhom-selftest-")
+        .expect_stderr("to finish the cleanup by hand");
+    let task = host
+        .sim
+        .state()
+        .tasks()
+        .into_iter()
+        .find(|t| t.task_type == "vzsnapshot")
+        .expect("the snapshot task");
+    // The exact command names the exact task.
+    run.expect_stdout(&format!(
+        "pvesh delete /nodes/{}/tasks/{}",
+        host.sim.node(),
+        task.upid
+    ));
+    // No rollback was attempted on a snapshot that may not exist.
+    assert!(!run.stdout.contains("rollback"), "{}", run.stdout);
+}
+
+/// The first Ctrl-C during a task that never ends: the wait is bounded, the cleanup runs and
+/// the run ends — no second Ctrl-C needed — saying what is left to do by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_interrupt_cleans_up_even_when_the_task_never_ends() {
+    let host = Host::start().await;
+    host.sim.faults().slow_tasks(
+        Some("vzsnapshot"),
+        std::time::Duration::from_secs(1_000_000),
+    );
+    let before = guest(&host, 100);
+    let run = host
+        .run_interrupted(&["task", "--vmid", "100", "--task-timeout", "2s"], |sim| {
+            sim.state()
+                .tasks()
+                .iter()
+                .any(|t| t.task_type == "vzsnapshot")
+        })
+        .await;
+    run.expect_code(1)
+        .expect_stderr("interrupted; undoing the test's changes")
+        .expect_stderr("to finish the cleanup by hand")
+        .expect_stderr("pvesh delete /nodes/")
+        .expect_stdout("[FAIL] description: skipped: interrupted");
+    assert!(!run.stderr.contains("aborted"), "{}", run.stderr);
+    // Nothing the test could undo was left changed.
+    let after = guest(&host, 100);
+    assert_eq!(after.description, before.description);
+    assert_eq!(after.running, before.running);
+}

@@ -129,18 +129,27 @@ async fn refusals_and_failures_of_the_hub_are_typed() {
     let e = client.report(&report).await.unwrap_err();
     assert!(matches!(e, HubError::Decode { .. }), "{e}");
     assert_no_key(&e);
-    // An empty 2xx body and unknown fields are fine.
+    // An empty 2xx body and unknown fields are fine. An empty answer says nothing about a
+    // block (`None`: the daemon keeps its state), and neither does a truncated one (an error).
+    for (status, body) in [(204, ""), (200, ""), (200, " \n")] {
+        hub.faults()
+            .fail_next(1, HubFault::Body(status, body.to_owned()));
+        let e = client.report(&report).await.unwrap();
+        assert_eq!(e, ControlEnvelope::default());
+        assert_eq!(e.blocked, None, "{status} {body:?}");
+    }
     hub.faults()
-        .fail_next(1, HubFault::Body(204, String::new()));
-    assert_eq!(
-        client.report(&report).await.unwrap(),
-        ControlEnvelope::default()
-    );
+        .fail_next(1, HubFault::Body(200, r#"{"blocked":fal"#.into()));
+    let e = client.report(&report).await.unwrap_err();
+    assert!(matches!(e, HubError::Decode { .. }), "{e}");
+    hub.faults()
+        .fail_next(1, HubFault::Body(200, r#"{"blocked":false}"#.into()));
+    assert_eq!(client.report(&report).await.unwrap().blocked, Some(false));
     hub.faults().fail_next(
         1,
         HubFault::Body(200, r#"{"blocked":true,"motd":"hi"}"#.into()),
     );
-    assert!(client.report(&report).await.unwrap().blocked);
+    assert_eq!(client.report(&report).await.unwrap().blocked, Some(true));
 
     // An oversized answer is cut off by the body limit.
     let big = format!("{{}}{}", " ".repeat(MAX_ENVELOPE_BYTES + 1));

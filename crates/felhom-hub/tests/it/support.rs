@@ -226,9 +226,14 @@ fn folded(value: &Value) -> BTreeMap<String, BTreeSet<Kind>> {
 /// Fields the contract lets the agent omit (`spec` and `description` of a guest, a backup's
 /// `notes`), and everything under them.
 fn optional(path: &str) -> bool {
-    ["guests[].spec", "guests[].description", "backups[].notes"]
-        .iter()
-        .any(|o| path == *o || path.starts_with(&format!("{o}.")))
+    [
+        "guests[].spec",
+        "guests[].description",
+        "backups[].notes",
+        "journal.reason",
+    ]
+    .iter()
+    .any(|o| path == *o || path.starts_with(&format!("{o}.")))
 }
 
 /// Asserts that a report as received has the golden file's shape: every path it has exists in

@@ -325,3 +325,81 @@ async fn an_unreadable_config_is_left_alone() {
     assert!(db.running);
     assert_eq!(db.config["cores"], "1");
 }
+
+/// A start task that never ends (issue 10): the pass stops waiting on it, the other guest
+/// converges, and later passes skip the stuck guest — no second start — until its job ends.
+#[tokio::test]
+async fn a_task_that_never_ends_does_not_hold_back_other_guests() {
+    let host = host(SimConfig::default()).await;
+    host.sim
+        .faults()
+        .slow_tasks(Some("vzstart"), std::time::Duration::from_secs(1_000_000));
+    let journal = journal();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let engine = Engine::new(
+        Arc::clone(&host.api),
+        queue(),
+        Some(Arc::clone(&journal.shared)),
+    )
+    .with_options(felhom_reconcile::EngineOptions {
+        pass_wait: Some(std::time::Duration::from_secs(2)),
+        cancel: cancel.clone(),
+        ..felhom_reconcile::EngineOptions::default()
+    });
+    let start_path = "POST /nodes/{node}/lxc/{vmid}/status/start";
+
+    let first = provider(vec![
+        wants(100, None, cores(4)),
+        wants(101, Some(RunState::Running), None),
+    ]);
+    let summary = engine.run_pass(&first, NOW).await.expect("pass 1");
+    assert_eq!(summary.succeeded, 1, "{summary:#?}");
+    assert_eq!(summary.still_running.len(), 1, "{summary:#?}");
+    assert_eq!(
+        (
+            summary.still_running[0].vmid,
+            summary.still_running[0].action
+        ),
+        (101, "start")
+    );
+    assert_eq!(host.sim.state().requests_to(start_path), 1);
+
+    // The next passes: 100 converges on a new desire at once; 101 is skipped, not re-sent.
+    for (n, c) in [(2, 6), (3, 8)] {
+        let next = provider(vec![
+            wants(100, None, cores(c)),
+            wants(101, Some(RunState::Running), None),
+        ]);
+        let summary = engine.run_pass(&next, NOW).await.expect("pass");
+        assert_eq!(summary.succeeded, 1, "pass {n}: {summary:#?}");
+        assert!(summary.still_running.is_empty(), "pass {n}: {summary:#?}");
+        assert_eq!(summary.busy.len(), 1, "pass {n}: {summary:#?}");
+        assert_eq!(summary.busy[0].vmid, 101);
+        assert_eq!(
+            host.sim.state().guest(100).expect("100").config["cores"],
+            c.to_string()
+        );
+        assert_eq!(host.sim.state().requests_to(start_path), 1, "pass {n}");
+    }
+
+    // Its job ends (here: the daemon stops waiting on PVE): the guest is no longer skipped.
+    cancel.cancel();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let summary = engine.run_pass(&first, NOW).await.expect("pass");
+        if summary.busy.is_empty() {
+            // Planned again (and not run: the engine is cancelled now).
+            assert!(
+                summary
+                    .not_run
+                    .iter()
+                    .any(|r| (r.vmid, r.action) == (101, "start")),
+                "{summary:#?}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{summary:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(host.sim.state().requests_to(start_path), 1);
+}
