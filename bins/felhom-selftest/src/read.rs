@@ -7,8 +7,9 @@ use felhom_proxmox::{
     Fingerprint, GuestStatus, LxcConfig, NodeInfo, NodeStatus, Permissions, ProxmoxApi,
     ProxmoxError, StorageInfo, TlsTrust,
 };
+use felhom_proxmox::privileges::{Need, Scope};
 
-use crate::privileges::{judge, Need, Scope, Verdict};
+use crate::privileges::{judge, Verdict};
 use crate::report::{describe, Check, Report};
 
 /// Longest guest or storage listing in one check line; the rest is counted.

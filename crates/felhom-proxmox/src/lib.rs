@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod lenient;
 pub mod privileged;
+pub mod privileges;
 pub mod secret;
 pub mod task;
 pub mod tls;
