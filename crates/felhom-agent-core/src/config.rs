@@ -16,6 +16,9 @@ use serde_json::{Map, Value};
 
 /// Prefix of every environment variable the overlay reads.
 pub const ENV_PREFIX: &str = "FELHOM_AGENT_";
+/// The one `FELHOM_AGENT_*` variable that is not config: the daemon's test-only poll floor,
+/// read by the daemon itself and exempt from the overlay's unknown-variable check.
+pub const TEST_POLL_FLOOR_ENV: &str = "FELHOM_AGENT_TEST_POLL_FLOOR_MS";
 /// Where the file-backed nonce store lives unless `authz.nonce_store` says otherwise.
 pub const DEFAULT_NONCE_STORE: &str = "/var/lib/felhom-agent/nonces.log";
 /// The journal's file name, next to the nonce store unless `journal.path` says otherwise.
@@ -587,7 +590,9 @@ impl Config {
             serde_json::from_slice(json).map_err(|e| parse_error(path, &e))?;
         let env: BTreeMap<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.as_ref().starts_with(ENV_PREFIX))
+            .filter(|(k, _)| {
+                k.as_ref().starts_with(ENV_PREFIX) && k.as_ref() != TEST_POLL_FLOOR_ENV
+            })
             .map(|(k, v)| (k.as_ref().to_owned(), v.into()))
             .collect();
         let Some(map) = doc.as_object_mut() else {
