@@ -1,8 +1,8 @@
 //! The command line: the global `--config`, the daemon (`run`, the default), `check-config`,
-//! `verify-op` and `journal inspect|repair`, plus one hidden test-only knob (`--poll-floor-ms`).
+//! `verify-op` and `journal inspect|repair`. Test speed-ups stay out of it: the poll floor for
+//! end-to-end tests is the environment variable `FELHOM_AGENT_TEST_POLL_FLOOR_MS` (see `daemon`).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use time::format_description::well_known::Rfc3339;
@@ -22,15 +22,6 @@ pub struct Cli {
     /// The agent's config file.
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
-
-    /// TEST ONLY, hidden from --help: the lowest poll interval, in milliseconds, the daemon
-    /// accepts from the hub (instead of 60 s), so end-to-end tests and `cargo xtask demo` see
-    /// interval adoption and a second reconcile pass without waiting real minutes. A CLI flag
-    /// rather than an environment variable: every `FELHOM_AGENT_*` variable is config and
-    /// validated as such. Never set it on a real host.
-    #[arg(long, global = true, hide = true, value_name = "MS",
-          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub poll_floor_ms: Option<u64>,
 
     /// What to do (default: run the daemon).
     #[command(subcommand)]
@@ -92,11 +83,6 @@ impl Cli {
     pub fn subcommand(&self) -> Command {
         self.command.clone().unwrap_or(Command::Run)
     }
-
-    /// The test-only poll floor, if given.
-    pub fn poll_floor(&self) -> Option<Duration> {
-        self.poll_floor_ms.map(Duration::from_millis)
-    }
 }
 
 /// `--at`: an RFC 3339 instant.
@@ -125,7 +111,6 @@ mod tests {
         let cli = parse(&[]).unwrap();
         assert_eq!(cli.subcommand(), Command::Run);
         assert_eq!(cli.config, PathBuf::from(DEFAULT_CONFIG));
-        assert_eq!(cli.poll_floor(), None);
     }
 
     #[test]
@@ -175,8 +160,6 @@ mod tests {
             &["verify-op", "--blob", "b"],
             &["verify-op", "--blob", "b", "--sig", "s", "--at", "tomorrow"],
             &["bogus"],
-            &["--poll-floor-ms", "0"],
-            &["--poll-floor-ms", "soon"],
         ] {
             assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
         }
@@ -185,9 +168,17 @@ mod tests {
     }
 
     #[test]
-    fn the_poll_floor_is_accepted_but_hidden() {
-        let cli = parse(&["--poll-floor-ms", "250"]).unwrap();
-        assert_eq!(cli.poll_floor(), Some(Duration::from_millis(250)));
+    fn the_old_poll_floor_flag_is_rejected() {
+        // The test-only floor is an environment variable now; the shipped CLI has no such knob.
+        for args in [
+            &["--poll-floor-ms", "250"][..],
+            &["run", "--poll-floor-ms", "250"],
+            &["--poll-floor-ms=250", "check-config"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert!(err.to_string().contains("--poll-floor-ms"), "{err}");
+        }
         let help = <Cli as CommandFactory>::command()
             .render_long_help()
             .to_string();

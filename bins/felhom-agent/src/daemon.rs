@@ -13,6 +13,7 @@
 //! the grace the engine stops *waiting* on PVE tasks (they keep running server-side; startup
 //! recovery closes them from the journal). Guests are never stopped. Exit 0.
 
+use std::ffi::OsStr;
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -62,12 +63,70 @@ const QUEUE_CONCURRENCY: usize = 4;
 /// Exit status for a usage or config error.
 const EXIT_CONFIG: u8 = 2;
 
+/// TEST ONLY: the lowest poll interval, in milliseconds, the daemon accepts from the hub
+/// (instead of 60 s), so end-to-end tests and `cargo xtask demo` see interval adoption and a
+/// second reconcile pass without waiting real minutes. Set only by test harnesses; the daemon
+/// warns at every start while it is set. The config's environment overlay exempts exactly this
+/// `FELHOM_AGENT_*` variable.
+pub const TEST_POLL_FLOOR_ENV: &str = felhom_config::TEST_POLL_FLOOR_ENV;
+/// The range of [`TEST_POLL_FLOOR_ENV`], in milliseconds.
+const POLL_FLOOR_MS: std::ops::RangeInclusive<u64> = 1..=3_600_000;
+
+/// Where the Debian package puts the example config (`configs/agent.example.json` in the
+/// source).
+pub const EXAMPLE_CONFIG: &str = "/etc/felhom-agent/agent.json.example";
+
+/// [`TEST_POLL_FLOOR_ENV`]'s value: `None` when unset, the floor, or the one-line reason it is
+/// unusable.
+pub fn poll_floor(raw: Option<&OsStr>) -> Result<Option<Duration>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    let ms = raw
+        .to_str()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|ms| POLL_FLOOR_MS.contains(ms));
+    match ms {
+        Some(ms) => Ok(Some(Duration::from_millis(ms))),
+        None => Err(format!(
+            "{TEST_POLL_FLOOR_ENV}: expected whole milliseconds from {} to {}, got {:?} (a \
+             test-only setting: unset it on a real host)",
+            POLL_FLOOR_MS.start(),
+            POLL_FLOOR_MS.end(),
+            raw.to_string_lossy()
+        )),
+    }
+}
+
+/// One line for the journal when the config file does not exist (a fresh package install run
+/// by hand, or a wrong `--config`): what to do about it. `None` when the file is there (then
+/// its problems are reported as usual).
+pub fn no_config_line(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+            "felhom-agent: no config file at {}: copy {EXAMPLE_CONFIG} (configs/agent.example.json \
+             in the source) there, replace its placeholders and check it with `felhom-agent \
+             check-config`",
+            path.display()
+        )),
+        _ => None,
+    }
+}
+
 /// `felhom-agent run`: loads the config and runs the daemon until SIGTERM/SIGINT.
-pub fn main(config_path: &Path, poll_floor: Option<Duration>) -> ExitCode {
+pub fn main(config_path: &Path) -> ExitCode {
+    let poll_floor = match poll_floor(std::env::var_os(TEST_POLL_FLOOR_ENV).as_deref()) {
+        Ok(floor) => floor,
+        Err(reason) => {
+            eprintln!("felhom-agent: {reason}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let (config, signers) = match setup::load(config_path) {
         Ok(loaded) => loaded,
         Err(problems) => {
-            eprintln!("felhom-agent: {problems}");
+            match no_config_line(config_path) {
+                Some(line) => eprintln!("{line}"),
+                None => eprintln!("felhom-agent: {problems}"),
+            }
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -160,7 +219,8 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
     if let Some(floor) = poll_floor {
         tracing::warn!(
             floor_ms = floor.as_millis() as u64,
-            "--poll-floor-ms is set: test-only poll interval floor"
+            "{TEST_POLL_FLOOR_ENV} is set: test-only poll interval floor; never set it on a \
+             real host"
         );
     }
     let hub_config = match config.hub("the daemon") {
@@ -446,4 +506,51 @@ async fn shutdown(
     );
     engine_cancel.cancel();
     let _ = tokio::time::timeout(CANCEL_GRACE, loops).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+
+    #[test]
+    fn the_test_poll_floor_is_parsed_and_checked() {
+        assert_eq!(poll_floor(None), Ok(None));
+        assert_eq!(
+            poll_floor(Some(OsStr::new("200"))),
+            Ok(Some(Duration::from_millis(200)))
+        );
+        assert_eq!(
+            poll_floor(Some(OsStr::new(" 3600000 "))),
+            Ok(Some(Duration::from_secs(3600)))
+        );
+        for bad in ["0", "3600001", "soon", "", "-5", "1.5"] {
+            let err = poll_floor(Some(OsStr::new(bad))).unwrap_err();
+            assert!(
+                err.starts_with("FELHOM_AGENT_TEST_POLL_FLOOR_MS: expected whole milliseconds"),
+                "{err}"
+            );
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+        use std::os::unix::ffi::OsStringExt;
+        let not_utf8 = OsString::from_vec(vec![0xff, b'1']);
+        assert!(poll_floor(Some(&not_utf8)).is_err());
+    }
+
+    #[test]
+    fn a_missing_config_names_the_example() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("agent.json");
+        let line = no_config_line(&missing).unwrap();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains(&missing.display().to_string()), "{line}");
+        assert!(
+            line.contains("/etc/felhom-agent/agent.json.example"),
+            "{line}"
+        );
+        assert!(line.contains("check-config"), "{line}");
+        std::fs::write(&missing, b"{}").unwrap();
+        assert_eq!(no_config_line(&missing), None);
+    }
 }

@@ -34,7 +34,7 @@ const EXIT_REFUSED: u8 = 1;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.subcommand() {
-        Command::Run => daemon::main(&cli.config, cli.poll_floor()),
+        Command::Run => daemon::main(&cli.config),
         Command::CheckConfig => check_config(&cli),
         Command::VerifyOp { blob, sig, at } => verify_op(&cli, &blob, &sig, at),
         Command::Journal(action) => journal_cmd::main(&cli.config, &action),
@@ -54,7 +54,10 @@ fn check_config(cli: &Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(problems) => {
-            eprintln!("felhom-agent: {problems}");
+            match daemon::no_config_line(&cli.config) {
+                Some(line) => eprintln!("{line}"),
+                None => eprintln!("felhom-agent: {problems}"),
+            }
             ExitCode::from(EXIT_USAGE)
         }
     }

@@ -119,7 +119,10 @@ async fn run(command: &Command, ctx: &Ctx<'_>, report: &mut Report) {
             let token_id = ctx.config.proxmox.token.token_id();
             read::run(ctx.client, ctx.trust, token_id, report).await
         }
-        Command::Privileges => privileges::run(ctx.client, report).await,
+        Command::Privileges => {
+            let token_id = ctx.config.proxmox.token.token_id();
+            privileges::run(ctx.client, token_id, report).await
+        }
         Command::Hub => match (&ctx.config.hub, ctx.hub) {
             (Some(config), Some(client)) => {
                 let prober = SystemctlProber::new();

@@ -1,98 +1,18 @@
-//! `privileges`: for each capability of the agent (SPEC §2's table), `ready` or which privilege
-//! is missing on which path, judged from the token's effective permissions
-//! (`GET /access/permissions`).
+//! `privileges`: for each capability of the agent (the one table,
+//! `felhom_proxmox::privileges`), `ready` or which privilege is missing on which path, judged
+//! from the token's effective permissions (`GET /access/permissions`), then the `pveum`
+//! commands that would grant what is missing.
 //!
 //! The judgement is pure ([`evaluate`]). PVE's permissions endpoint lists, per ACL path, what
 //! the token has there and whether it propagates; a deeper ACL replaces what is inherited. So
 //! "on every guest" means: granted on `/vms` (or inherited onto it) with propagate, and not
 //! taken away by an ACL on some `/vms/<vmid>` below.
 
+use felhom_proxmox::privileges::{fix_commands, Capability, Need, Scope, CAPABILITIES};
 use felhom_proxmox::{Permissions, ProxmoxApi};
+use serde_json::Value;
 
 use crate::report::{describe, Report};
-
-/// Where a privilege is needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// `/nodes/{node}`, this host's node.
-    Node,
-    /// Every guest: `/vms/{vmid}` for any vmid.
-    EveryGuest,
-    /// Every storage: `/storage/{storage}` for any storage (lists are filtered per storage).
-    EveryStorage,
-    /// The storage the operation targets: any storage will do (an operator may grant it on the
-    /// backup storage only).
-    SomeStorage,
-}
-
-/// One privilege a capability needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Need {
-    /// The privilege, e.g. `VM.Snapshot`.
-    pub privilege: &'static str,
-    /// Where.
-    pub scope: Scope,
-}
-
-/// A row of the privilege table.
-#[derive(Debug, Clone, Copy)]
-pub struct Capability {
-    /// What the agent can do with it.
-    pub name: &'static str,
-    /// Everything it needs.
-    pub needs: &'static [Need],
-}
-
-const fn need(privilege: &'static str, scope: Scope) -> Need {
-    Need { privilege, scope }
-}
-
-/// SPEC §2: what the agent needs, by capability.
-pub const CAPABILITIES: &[Capability] = &[
-    Capability {
-        name: "host report",
-        needs: &[
-            need("Sys.Audit", Scope::Node),
-            // Without these the guest and storage lists are silently filtered.
-            need("VM.Audit", Scope::EveryGuest),
-            need("Datastore.Audit", Scope::EveryStorage),
-        ],
-    },
-    Capability {
-        name: "start / stop",
-        needs: &[need("VM.PowerMgmt", Scope::EveryGuest)],
-    },
-    Capability {
-        name: "resize / describe",
-        needs: &[
-            need("VM.Config.CPU", Scope::EveryGuest),
-            need("VM.Config.Memory", Scope::EveryGuest),
-            need("VM.Config.Options", Scope::EveryGuest),
-        ],
-    },
-    Capability {
-        name: "snapshot / rollback",
-        needs: &[
-            need("VM.Snapshot", Scope::EveryGuest),
-            need("VM.Snapshot.Rollback", Scope::EveryGuest),
-        ],
-    },
-    Capability {
-        name: "backup",
-        needs: &[
-            need("VM.Backup", Scope::EveryGuest),
-            // Checked inside the vzdump task: a missing one fails the task, not the POST.
-            need("Datastore.AllocateSpace", Scope::SomeStorage),
-        ],
-    },
-    Capability {
-        name: "restore / create",
-        needs: &[
-            need("VM.Allocate", Scope::EveryGuest),
-            need("Datastore.AllocateSpace", Scope::SomeStorage),
-        ],
-    },
-];
 
 /// The verdict on one need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,14 +26,6 @@ pub enum Verdict {
         /// E.g. `granted on /vms without propagate`.
         note: Option<String>,
     },
-}
-
-fn base(scope: Scope, node: &str) -> String {
-    match scope {
-        Scope::Node => format!("/nodes/{node}"),
-        Scope::EveryGuest => "/vms".to_owned(),
-        Scope::EveryStorage | Scope::SomeStorage => "/storage".to_owned(),
-    }
 }
 
 /// Whether `privilege` holds on every path below `base`: `Some(true)` it does, `Some(false)`
@@ -139,7 +51,7 @@ fn children<'a>(perms: &'a Permissions, base: &str) -> impl Iterator<Item = &'a 
 
 /// Judges one need against the token's effective permissions.
 pub fn judge(perms: &Permissions, node: &str, need: &Need) -> Verdict {
-    let base = base(need.scope, node);
+    let base = need.scope.base_path(node);
     let p = need.privilege;
     match need.scope {
         Scope::Node => {
@@ -241,8 +153,9 @@ pub fn evaluate_one(perms: &Permissions, node: &str, cap: &Capability) -> (bool,
     (true, format!("ready ({})", parts.join("; ")))
 }
 
-/// Every capability row as a check.
-pub fn evaluate(perms: &Permissions, node: &str, report: &mut Report) {
+/// Every capability row as a check, then (if anything is missing) the `pveum` commands that
+/// would fix it, attached as `fix`.
+pub fn evaluate(perms: &Permissions, node: &str, token_id: &str, report: &mut Report) {
     for cap in CAPABILITIES {
         let (ok, detail) = evaluate_one(perms, node, cap);
         if ok {
@@ -251,12 +164,30 @@ pub fn evaluate(perms: &Permissions, node: &str, report: &mut Report) {
             report.fail(cap.name, detail);
         }
     }
+    let fix = fix(perms, node, token_id);
+    if !fix.is_empty() {
+        report.attach("fix", Value::from(fix));
+    }
+}
+
+/// The `pveum` commands granting the agent's role on every path a privilege is missing on
+/// (empty when nothing is).
+pub fn fix(perms: &Permissions, node: &str, token_id: &str) -> Vec<String> {
+    let missing: Vec<String> = CAPABILITIES
+        .iter()
+        .flat_map(|cap| cap.needs)
+        .filter_map(|need| match judge(perms, node, need) {
+            Verdict::Missing { path, .. } => Some(path),
+            Verdict::Granted(_) => None,
+        })
+        .collect();
+    fix_commands(token_id, missing.iter().map(String::as_str))
 }
 
 /// `felhom-selftest privileges`.
-pub async fn run(api: &impl ProxmoxApi, report: &mut Report) {
+pub async fn run(api: &impl ProxmoxApi, token_id: &str, report: &mut Report) {
     match api.permissions().await {
-        Ok(perms) => evaluate(&perms, api.node(), report),
+        Ok(perms) => evaluate(&perms, api.node(), token_id, report),
         Err(e) => report.fail("permissions", describe(&e)),
     }
 }
@@ -434,7 +365,8 @@ mod tests {
                 "resize / describe",
                 "snapshot / rollback",
                 "backup",
-                "restore / create"
+                "restore / create",
+                "destroy"
             ]
         );
         let mut privs: Vec<&str> = CAPABILITIES
@@ -444,5 +376,42 @@ mod tests {
         privs.sort_unstable();
         privs.dedup();
         assert_eq!(privs, ALL);
+    }
+
+    #[test]
+    fn nothing_missing_means_nothing_to_fix() {
+        assert!(fix(&everywhere(&[]), "pve", "felhom@pve!agent").is_empty());
+        let mut r = Report::new("privileges", false);
+        evaluate(&everywhere(&[]), "pve", "felhom@pve!agent", &mut r);
+        assert!(r.all_passed());
+        assert!(r.to_json().get("fix").is_none());
+    }
+
+    #[test]
+    fn the_fix_grants_the_role_where_the_privilege_is_missing() {
+        let p = everywhere(&["VM.Snapshot", "Sys.Audit"]);
+        let commands = fix(&p, "pve", "felhom@pve!agent");
+        assert_eq!(commands[1], felhom_proxmox::privileges::role_add_command());
+        assert_eq!(
+            &commands[2..],
+            [
+                "pveum acl modify /nodes/pve --users felhom@pve --roles FelhomAgent",
+                "pveum acl modify /nodes/pve --tokens 'felhom@pve!agent' --roles FelhomAgent",
+                "pveum acl modify /vms --users felhom@pve --roles FelhomAgent",
+                "pveum acl modify /vms --tokens 'felhom@pve!agent' --roles FelhomAgent",
+            ]
+        );
+        // A deeper ACL taking a privilege away is fixed where it is, not on /vms.
+        let p = perms(&[
+            ("/", &[("VM.PowerMgmt", true)]),
+            ("/vms/105", &[("VM.Audit", true)]),
+        ]);
+        let fix = fix(&p, "pve", "felhom@pve!agent");
+        assert!(fix.contains(
+            &"pveum acl modify /vms/105 --tokens 'felhom@pve!agent' --roles FelhomAgent".to_owned()
+        ));
+        let mut r = Report::new("privileges", false);
+        evaluate(&p, "pve", "felhom@pve!agent", &mut r);
+        assert_eq!(r.to_json()["fix"], serde_json::json!(fix));
     }
 }

@@ -108,11 +108,16 @@ impl Report {
         self.attachments.push((key, value));
     }
 
-    /// The attachments as text: `key:` then the pretty JSON, one block each; empty if none.
+    /// The attachments as text: `key:` then the pretty JSON, one block each; empty if none. A
+    /// list of strings (commands to run) is printed one per line, indented, unquoted, so it can
+    /// be copied into a shell.
     pub fn attachments_text(&self) -> String {
         self.attachments
             .iter()
-            .map(|(key, value)| format!("{key}:\n{value:#}\n"))
+            .map(|(key, value)| match lines(value) {
+                Some(lines) => format!("{key}:\n{lines}"),
+                None => format!("{key}:\n{value:#}\n"),
+            })
             .collect()
     }
 
@@ -158,6 +163,15 @@ impl Report {
         }
         doc
     }
+}
+
+/// A non-empty JSON list of strings as `  line` rows; `None` for anything else.
+fn lines(value: &Value) -> Option<String> {
+    let items = value.as_array().filter(|a| !a.is_empty())?;
+    items
+        .iter()
+        .map(|v| v.as_str().map(|s| format!("  {s}\n")))
+        .collect()
 }
 
 /// One line for an error from the Proxmox API, with a hint where the cause is usually the
@@ -280,6 +294,16 @@ mod tests {
         assert_eq!(
             r.attachments_text(),
             "report:\n{\n  \"host_id\": \"pve-01\"\n}\nenvelope:\n{\n  \"blocked\": false\n}\n"
+        );
+        let mut r = Report::new("privileges", false);
+        r.attach(
+            "fix",
+            json!(["pveum role add R", "pveum acl modify / --tokens 'a@b!c'"]),
+        );
+        r.attach("mixed", json!(["a", 1]));
+        assert_eq!(
+            r.attachments_text(),
+            "fix:\n  pveum role add R\n  pveum acl modify / --tokens 'a@b!c'\nmixed:\n[\n  \"a\",\n  1\n]\n"
         );
     }
 

@@ -41,6 +41,9 @@ pub use redact::Redacted;
 
 /// Prefix of every environment variable the overlay reads.
 pub const ENV_PREFIX: &str = "FELHOM_AGENT_";
+/// The one `FELHOM_AGENT_*` variable that is not config: the daemon's test-only poll floor,
+/// read by the daemon itself and exempt from the overlay's unknown-variable check.
+pub const TEST_POLL_FLOOR_ENV: &str = "FELHOM_AGENT_TEST_POLL_FLOOR_MS";
 /// Where the file-backed nonce store lives unless `authz.nonce_store` says otherwise.
 pub const DEFAULT_NONCE_STORE: &str = "/var/lib/felhom-agent/nonces.log";
 /// The journal's file name, next to the nonce store unless `journal.path` says otherwise.

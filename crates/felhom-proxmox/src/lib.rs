@@ -13,6 +13,7 @@ pub mod api;
 pub mod client;
 pub mod error;
 pub mod lenient;
+pub mod privileges;
 pub mod task;
 pub mod types;
 pub mod upid;

@@ -26,8 +26,8 @@ use tokio::process::Child;
 use super::Demo;
 
 /// The hub's poll interval in the demo, and the floor the daemon is told to accept. A real host
-/// reports every 60 s or more; the hidden, test-only `--poll-floor-ms` lets 2 s through so the
-/// demo shows several polls in seconds.
+/// reports every 60 s or more; the test-only `FELHOM_AGENT_TEST_POLL_FLOOR_MS` lets 2 s through
+/// so the demo shows several polls in seconds.
 pub const DEMO_POLL_SECONDS: u64 = 2;
 /// Longest wait for anything the daemon should do.
 const WAIT: Duration = Duration::from_secs(20);
@@ -254,20 +254,15 @@ async fn start(demo: &Demo) -> Result<Running> {
 
     let floor = (DEMO_POLL_SECONDS * 1000).to_string();
     println!(
-        "\n$ felhom-agent --config {} run --poll-floor-ms {floor}\n  (--poll-floor-ms is hidden \
-         and test-only: it lets the hub's {DEMO_POLL_SECONDS} s interval through; a real host \
-         reports every 60 s or more)",
+        "\n$ FELHOM_AGENT_TEST_POLL_FLOOR_MS={floor} felhom-agent --config {} run\n  (a \
+         test-only variable: it lets the hub's {DEMO_POLL_SECONDS} s interval through, and the \
+         daemon warns while it is set; a real host reports every 60 s or more)",
         config.display()
     );
     let mut child = tokio::process::Command::new(&bin)
-        .args([
-            "--config".as_ref(),
-            config.as_os_str(),
-            "run".as_ref(),
-            "--poll-floor-ms".as_ref(),
-            floor.as_ref(),
-        ])
+        .args(["--config".as_ref(), config.as_os_str(), "run".as_ref()])
         .env_clear()
+        .env("FELHOM_AGENT_TEST_POLL_FLOOR_MS", &floor)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

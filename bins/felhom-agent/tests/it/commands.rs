@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{run, workspace_file, HUB_KEY};
+use crate::support::{run, run_with_env, workspace_file, HUB_KEY};
 
 const TOKEN_SECRET: &str = "0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff";
 
@@ -118,4 +118,63 @@ async fn version_and_usage() {
         "{out}"
     );
     assert!(!out.contains("poll-floor"), "{out}");
+}
+
+#[tokio::test]
+async fn the_poll_floor_is_an_environment_variable_not_a_flag() {
+    // The old hidden flag is a usage error now, for every subcommand.
+    for args in [
+        &["--poll-floor-ms", "200"][..],
+        &["run", "--poll-floor-ms", "200"],
+    ] {
+        let (code, _, err) = run(args).await;
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains("--poll-floor-ms"), "{err}");
+    }
+    // An unusable value stops the daemon before anything starts, naming the variable.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &doc());
+    for bad in ["0", "soon"] {
+        let (code, _, err) = run_with_env(
+            &["--config", &path],
+            &[("FELHOM_AGENT_TEST_POLL_FLOOR_MS", bad)],
+        )
+        .await;
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(
+            err.trim(),
+            format!(
+                "felhom-agent: FELHOM_AGENT_TEST_POLL_FLOOR_MS: expected whole milliseconds from \
+                 1 to 3600000, got \"{bad}\" (a test-only setting: unset it on a real host)"
+            )
+        );
+    }
+    // The config overlay does not take it for a misspelt setting.
+    let (code, out, err) = run_with_env(
+        &["--config", &path, "check-config"],
+        &[("FELHOM_AGENT_TEST_POLL_FLOOR_MS", "200")],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test]
+async fn a_missing_config_says_in_one_line_where_the_example_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("agent.json");
+    for args in [
+        vec!["--config", missing.to_str().unwrap()],
+        vec!["--config", missing.to_str().unwrap(), "check-config"],
+    ] {
+        let (code, _, err) = run(&args).await;
+        assert_eq!(code, 2);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "felhom-agent: no config file at {}: copy /etc/felhom-agent/agent.json.example",
+                missing.display()
+            )),
+            "{err}"
+        );
+    }
 }

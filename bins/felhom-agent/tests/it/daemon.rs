@@ -1,8 +1,9 @@
 //! The daemon end to end: the built binary against pve-sim and hub-sim on loopback.
 //!
-//! Interval adoption runs in real time, so these tests use the hidden, test-only
-//! `--poll-floor-ms` flag: the hub's envelope asks for 1 s and the floor lets the daemon take
-//! it. Without the flag, a 60 s envelope is shown not to cause a second report within seconds.
+//! Interval adoption runs in real time, so these tests set the test-only environment variable
+//! `FELHOM_AGENT_TEST_POLL_FLOOR_MS`: the hub's envelope asks for 1 s and the floor lets the
+//! daemon take it. Without it, a 60 s envelope is shown not to cause a second report within
+//! seconds.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -15,8 +16,15 @@ use serde_json::{json, Value};
 
 use crate::support::{workspace_file, Env, HOST_ID, HUB_KEY};
 
-const FLOOR: [&str; 2] = ["--poll-floor-ms", "200"];
+const FLOOR: [(&str, &str); 1] = [("FELHOM_AGENT_TEST_POLL_FLOOR_MS", "200")];
 const WAIT: Duration = Duration::from_secs(15);
+
+/// The line of `log` warning about the test-only poll floor ("" if none).
+fn daemon_warning(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("WARN") && l.contains("FELHOM_AGENT_TEST_POLL_FLOOR_MS"))
+        .unwrap_or_default()
+}
 
 /// No secret in any output of a run.
 fn assert_no_secrets(log: &str) {
@@ -121,7 +129,7 @@ async fn the_first_report_comes_at_once_with_the_bearer_key_in_the_golden_shape(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_adopted_interval_is_honoured() {
     let env = Env::start(1).await;
-    let daemon = env.spawn(&FLOOR, &[]);
+    let daemon = env.spawn(&[], &FLOOR);
     let reports = env
         .hub
         .wait_for_reports(3, WAIT)
@@ -144,13 +152,18 @@ async fn the_adopted_interval_is_honoured() {
     let log = daemon.stop().await;
     assert!(log.contains("poll interval changed"), "{log}");
     assert!(log.contains("to_seconds=1"), "{log}");
-    assert!(log.contains("test-only poll interval floor"), "{log}");
+    let warned = daemon_warning(&log);
+    assert!(
+        warned.contains("FELHOM_AGENT_TEST_POLL_FLOOR_MS is set: test-only poll interval floor")
+            && warned.contains("floor_ms=200"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_outage_is_logged_and_the_next_report_still_goes() {
     let env = Env::start(1).await;
-    let daemon = env.spawn(&FLOOR, &[]);
+    let daemon = env.spawn(&[], &FLOOR);
     env.hub
         .wait_for_reports(1, WAIT)
         .await
@@ -180,7 +193,7 @@ async fn a_hub_outage_is_logged_and_the_next_report_still_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_status_failure_skips_the_post_and_the_loop_goes_on() {
     let env = Env::start(1).await;
-    let daemon = env.spawn(&FLOOR, &[]);
+    let daemon = env.spawn(&[], &FLOOR);
     env.hub
         .wait_for_reports(1, WAIT)
         .await
@@ -215,7 +228,7 @@ async fn a_desired_state_file_converges_the_guests_and_the_next_pass_plans_nothi
         { "vmid": 100, "spec": { "cores": 4, "memory_bytes": 4_294_967_296u64 },
           "description": "web, managed by felhom" }
     ]}));
-    let daemon = env.spawn(&FLOOR, &[]);
+    let daemon = env.spawn(&[], &FLOOR);
     // The converging pass, then two passes that plan nothing: no flapping on the description
     // PVE hands back with a trailing newline.
     daemon
@@ -259,7 +272,7 @@ async fn a_blocked_host_keeps_reporting_and_applies_no_desired_state() {
     let mut doc: Value = serde_json::from_slice(&std::fs::read(&env.config).unwrap()).unwrap();
     doc["log"]["format"] = json!("json");
     env.write_config(doc);
-    let daemon = env.spawn(&FLOOR, &[]);
+    let daemon = env.spawn(&[], &FLOOR);
     env.hub
         .wait_for_reports(2, WAIT)
         .await

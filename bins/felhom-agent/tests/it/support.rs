@@ -229,11 +229,17 @@ impl Daemon {
 /// Runs `felhom-agent ARGS` to completion (a command, not the daemon): exit code, stdout,
 /// stderr.
 pub async fn run(args: &[&str]) -> (i32, String, String) {
+    run_with_env(args, &[]).await
+}
+
+/// [`run`] with `env` as the whole environment.
+pub async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         Command::new(agent_bin())
             .args(args)
             .env_clear()
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output(),
     )
