@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::support::Env;
 
-const FLOOR: [&str; 2] = ["--poll-floor-ms", "200"];
+const FLOOR: (&str, &str) = ("FELHOM_AGENT_TEST_POLL_FLOOR_MS", "200");
 const WAIT: Duration = Duration::from_secs(15);
 const START: &str = "POST /nodes/{node}/lxc/{vmid}/status/start";
 
@@ -22,9 +22,9 @@ async fn a_second_daemon_on_the_same_config_refuses_to_start_and_names_the_first
         .faults()
         .slow_tasks(Some("vzstart"), Duration::from_millis(1500));
     env.desire(json!({ "guests": [{ "vmid": 101, "run_state": "running" }] }));
-    let first = env.spawn(&FLOOR, &[]);
+    let first = env.spawn(&[], &[FLOOR]);
     first.wait_for_lines(&["op journal opened"], 1, WAIT).await;
-    let second = env.spawn(&FLOOR, &[]);
+    let second = env.spawn(&[], &[FLOOR]);
     let (status, log) = second.wait(WAIT).await;
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(
@@ -58,7 +58,7 @@ async fn a_fifo_as_desired_state_is_refused_and_sigterm_still_exits_in_time() {
     let mut doc = env.config_doc();
     doc["reconcile"] = json!({ "desired_state_file": fifo });
     env.write_config(doc);
-    let daemon = env.spawn(&FLOOR, &[]);
+    let daemon = env.spawn(&[], &[FLOOR]);
     // Each pass fails with a line naming the file; reports go on.
     daemon
         .wait_for_lines(
@@ -80,7 +80,7 @@ async fn a_fifo_as_desired_state_is_refused_and_sigterm_still_exits_in_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_sigusr1_and_sigquit_are_logged_and_the_daemon_runs_on() {
     let env = Env::start(1).await;
-    let daemon = env.spawn(&FLOOR, &[]);
+    let daemon = env.spawn(&[], &[FLOOR]);
     daemon
         .wait_for_lines(&["felhom-agent ready"], 1, WAIT)
         .await;
@@ -119,7 +119,7 @@ async fn only_an_explicit_false_lifts_a_block_and_a_restart_keeps_it() {
     let env = Env::start(1).await;
     env.hub.set_envelope(blocked(Some(true)));
     env.desire(json!({ "guests": [{ "vmid": 101, "run_state": "running" }] }));
-    let daemon = env.spawn(&FLOOR, &[]);
+    let daemon = env.spawn(&[], &[FLOOR]);
     daemon
         .wait_for_lines(
             &["the hub has blocked this host: reporting continues"],
@@ -176,7 +176,7 @@ async fn only_an_explicit_false_lifts_a_block_and_a_restart_keeps_it() {
     assert!(!log.contains("lifted"), "{log}");
 
     // Restarted while the hub says nothing about a block: still blocked.
-    let daemon = env.spawn(&FLOOR, &[]);
+    let daemon = env.spawn(&[], &[FLOOR]);
     daemon
         .wait_for_lines(&["blocked this host before the restart"], 1, WAIT)
         .await;
@@ -204,7 +204,10 @@ async fn journal_less_mode_is_in_every_report_and_in_systemds_status() {
     std::fs::write(env.path("journal.log"), "garbage\nmore garbage\n").unwrap();
     let socket_path = env.path("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
-    let daemon = env.spawn(&FLOOR, &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let daemon = env.spawn(
+        &[],
+        &[FLOOR, ("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    );
     let reports = env.hub.wait_for_reports(2, WAIT).await.expect("reports");
     for r in &reports {
         assert_eq!(r.raw["journal"]["state"], "journal_less", "{}", r.raw);
@@ -238,7 +241,7 @@ async fn a_desired_guest_not_on_the_host_and_an_unaligned_size_are_said() {
         { "vmid": 555, "run_state": "running" },
         { "vmid": 100, "spec": { "memory_bytes": 2_147_483_649u64 } }
     ]}));
-    let daemon = env.spawn(&FLOOR, &[]);
+    let daemon = env.spawn(&[], &[FLOOR]);
     daemon
         .wait_for_lines(&["reconcile pass done"], 3, WAIT)
         .await;
