@@ -68,6 +68,18 @@ const KEYS: &[KeySpec] = &[
     },
 ];
 
+/// The minted security-key vector's key (no FIDO hardware can be driven from here: the
+/// authenticator's assertion is minted with a plain P-256 key, as SPEC §4 describes).
+const SK_ECDSA: &str = "sk-ecdsa256";
+/// The FIDO application string OpenSSH uses by default.
+const SK_APPLICATION: &str = "ssh:";
+/// A fixed scalar, so the minted vector is byte-for-byte reproducible (ECDSA per RFC 6979 is
+/// deterministic). It signs nothing but test vectors.
+const SK_SCALAR: [u8; 32] = [0x5a; 32];
+/// Authenticator flags: user present.
+const SK_FLAGS: u8 = 0x01;
+const SK_COUNTER: u32 = 42;
+
 /// How a vector is expected to fare (written to the README table; the tests hard-code it).
 #[derive(Clone, Copy)]
 enum Expect {
@@ -117,6 +129,9 @@ pub fn run(out_dir: &Path) -> Result<()> {
             .with_context(|| format!("copying {}", sig_path.display()))?;
     }
 
+    let mut cases = cases;
+    cases.push(mint_sk_ecdsa(scratch.path(), out_dir)?);
+
     fs::write(out_dir.join("README.md"), readme(&cases))
         .with_context(|| format!("writing {}", out_dir.join("README.md").display()))?;
     // Belt and braces: nothing private may have reached the output directory.
@@ -133,7 +148,7 @@ pub fn run(out_dir: &Path) -> Result<()> {
     println!(
         "wrote {} signatures and {} public keys to {}",
         cases.len(),
-        KEYS.len(),
+        KEYS.len() + 1,
         out_dir.display()
     );
     Ok(())
@@ -250,6 +265,92 @@ fn blob(
         serde_json::Value::from(not_after),
         serde_json::Value::from(format!("ops-{key}")),
     )
+}
+
+/// Mints an `sk-ecdsa-sha2-nistp256@openssh.com` SSHSIG as a FIDO authenticator would make
+/// it (PROTOCOL.u2f: ECDSA over SHA256(application) ‖ flags ‖ counter ‖ SHA256(signed data)),
+/// checks it with `ssh-keygen -Y verify`, and writes key, blob and signature to `out_dir`.
+fn mint_sk_ecdsa(scratch: &Path, out_dir: &Path) -> Result<Case> {
+    use p256::ecdsa::signature::Signer as _;
+    use ssh_key::encoding::Decode as _;
+    use ssh_key::sha2::{Digest, Sha256};
+    use ssh_key::{Algorithm, HashAlg, LineEnding, PublicKey, Signature, SshSig};
+
+    let signing = p256::ecdsa::SigningKey::from_slice(&SK_SCALAR)
+        .map_err(|e| anyhow::anyhow!("the fixed P-256 scalar: {e}"))?;
+    let point = signing.verifying_key().to_sec1_point(false);
+    // The sk-ecdsa public key blob, field by field (RFC 5656 + the application string).
+    let mut key_blob = Vec::new();
+    for field in [
+        b"sk-ecdsa-sha2-nistp256@openssh.com".as_slice(),
+        b"nistp256",
+        point.as_bytes(),
+        SK_APPLICATION.as_bytes(),
+    ] {
+        key_blob.extend(u32::try_from(field.len())?.to_be_bytes());
+        key_blob.extend(field);
+    }
+    let key = ssh_key::public::KeyData::decode(&mut key_blob.as_slice())
+        .context("decoding the minted sk-ecdsa public key")?;
+
+    let name = format!("{SK_ECDSA}-sha512");
+    let blob_text = blob(
+        "destroy_guest",
+        HOST,
+        "105",
+        "{}",
+        &name,
+        NOT_BEFORE,
+        NOT_AFTER,
+        SK_ECDSA,
+    );
+    let signed = SshSig::signed_data(NAMESPACE, HashAlg::Sha512, blob_text.as_bytes())
+        .context("building the SSHSIG signed data")?;
+    let mut assertion = Sha256::digest(SK_APPLICATION.as_bytes()).to_vec();
+    assertion.push(SK_FLAGS);
+    assertion.extend(SK_COUNTER.to_be_bytes());
+    assertion.extend(Sha256::digest(&signed));
+    let ecdsa: p256::ecdsa::Signature = signing.sign(&assertion);
+    let mut data = Signature::try_from(ecdsa)
+        .context("encoding the ECDSA signature")?
+        .as_bytes()
+        .to_vec();
+    data.push(SK_FLAGS);
+    data.extend(SK_COUNTER.to_be_bytes());
+    let signature = Signature::new(Algorithm::SkEcdsaSha2NistP256, data)
+        .context("wrapping the sk-ecdsa signature")?;
+    let armored = SshSig::new(key.clone(), NAMESPACE, HashAlg::Sha512, signature)
+        .context("building the SSHSIG")?
+        .to_pem(LineEnding::LF)
+        .context("armoring the SSHSIG")?;
+    let public = PublicKey::new(key, format!("felhom-vector-{SK_ECDSA}-minted"))
+        .to_openssh()
+        .context("encoding the minted public key")?;
+
+    let pub_path = scratch.join(format!("{SK_ECDSA}.pub"));
+    let blob_path = scratch.join(format!("{name}.json"));
+    let sig_path = scratch.join(format!("{name}.json.sig"));
+    fs::write(&pub_path, format!("{public}\n"))?;
+    fs::write(&blob_path, &blob_text)?;
+    fs::write(&sig_path, &armored)?;
+    let case = Case {
+        name: name.clone(),
+        key: SK_ECDSA,
+        hashalg: "sha512",
+        namespace: NAMESPACE,
+        blob: blob_text,
+        expect: Expect::Valid,
+    };
+    // OpenSSH, not this code, decides whether the minting is right.
+    verify(scratch, &case, &blob_path, &sig_path)?;
+    for (from, to) in [
+        (pub_path, format!("{SK_ECDSA}.pub")),
+        (blob_path, format!("{name}.json")),
+        (sig_path, format!("{name}.sig")),
+    ] {
+        fs::copy(&from, out_dir.join(&to)).with_context(|| format!("copying {to}"))?;
+    }
+    Ok(case)
 }
 
 fn check_ssh_keygen() -> Result<()> {
@@ -372,10 +473,16 @@ never by this field.
 Notes:
 
 - ssh-keygen signs RSA SSHSIGs with `rsa-sha2-512` whatever `-O hashalg=` says (that option
-  picks the SSHSIG message hash). `rsa-sha2-256` signatures, `sk-ssh-ed25519@openssh.com` /
-  `sk-ecdsa-sha2-nistp256@openssh.com` (FIDO) signatures, malleated ECDSA signatures
-  (s → n − s) and re-wrapped armor (other widths, CRLF, no final newline) are minted in the
-  test code (crates/felhom-authz/tests/it/), not stored here.
+  picks the SSHSIG message hash). `rsa-sha2-256` signatures, `sk-ssh-ed25519@openssh.com`
+  (FIDO) signatures, malleated ECDSA signatures (s → n − s) and re-wrapped armor (other
+  widths, CRLF, no final newline) are minted in the test code (crates/felhom-authz/tests/it/),
+  not stored here.
+- `{SK_ECDSA}.pub` / `{SK_ECDSA}-sha512.*` is a FIDO `sk-ecdsa-sha2-nistp256@openssh.com` key
+  and signature **minted without hardware** (ssh-keygen cannot make one without an
+  authenticator): a fixed P-256 scalar signs SHA256("{SK_APPLICATION}") ‖ flags 0x01 (user
+  present) ‖ counter {SK_COUNTER} ‖ SHA256(SSHSIG signed data), as SPEC §4 describes, wrapped
+  as an sk-ecdsa SSHSIG. `ssh-keygen -Y verify` checks it like every other valid vector, and
+  the files are byte-for-byte reproducible (RFC 6979).
 - `rsa1024.pub` is a 1024-bit key ssh-keygen still accepts; felhom-authz refuses it as a
   signer and, when it is not pinned, as an unknown signer.
 

@@ -1,5 +1,5 @@
-//! The command line: the global `--config`, the daemon (`run`, the default), `check-config` and
-//! `verify-op`, plus one hidden test-only knob (`--poll-floor-ms`).
+//! The command line: the global `--config`, the daemon (`run`, the default), `check-config`,
+//! `verify-op` and `journal inspect|repair`, plus one hidden test-only knob (`--poll-floor-ms`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +61,29 @@ pub enum Command {
         /// same.
         #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
         at: Option<OffsetDateTime>,
+    },
+    /// Inspect or repair the op journal (or, with --path, the nonce store) offline.
+    #[command(subcommand)]
+    Journal(JournalAction),
+}
+
+/// `journal inspect|repair`. Exit 0 healthy or repaired, 1 corruption found (inspect), 2
+/// usage or config error, or the journal is held by a running agent (repair).
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum JournalAction {
+    /// Print the good records, the first damaged line (number, byte offset, excerpt), what a
+    /// repair would keep, and the in-flight ops. Read-only; works while the agent runs.
+    Inspect {
+        /// The file (default: the configured journal.path).
+        #[arg(long, value_name = "PATH")]
+        path: Option<PathBuf>,
+    },
+    /// Move the damaged file aside (<path>.corrupt-<UTC time>, never deleted) and write a new
+    /// one with every record that can be kept. Refused while the agent holds the file.
+    Repair {
+        /// The file (default: the configured journal.path).
+        #[arg(long, value_name = "PATH")]
+        path: Option<PathBuf>,
     },
 }
 

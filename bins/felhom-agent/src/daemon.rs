@@ -22,11 +22,12 @@ use std::time::Duration;
 
 use felhom_authz::Signer;
 use felhom_config::pve;
-use felhom_config::{Config, TlsSetting};
+use felhom_config::Config;
 use felhom_hub::cloudflared::SystemctlProber;
 use felhom_hub::heartbeat::{self, Beat, BeatOutcome, HeartbeatSettings};
 use felhom_hub::hub::HubClient;
 use felhom_hub_proto::JournalStatus;
+use felhom_proxmox::TlsTrust;
 use felhom_proxmox::{PveClient, WaitOptions};
 use felhom_reconcile::{
     recover_with, Engine, EngineOptions, Queue, RecoveryOptions, SharedJournal,
@@ -149,7 +150,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         hub = %config.hub.as_ref().map(|h| h.url.to_string()).unwrap_or_default(),
         "felhom-agent starting"
     );
-    if config.proxmox.tls == TlsSetting::InsecureSkipVerify {
+    if config.proxmox.tls == TlsTrust::InsecureSkipVerify {
         tracing::warn!(
             "proxmox.tls.insecure_skip_verify is true: the Proxmox API's certificate is NOT \
              verified, anyone on the path can read the API token. Pin the certificate \
@@ -162,10 +163,13 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
             "--poll-floor-ms is set: test-only poll interval floor"
         );
     }
-    let Some(hub_config) = config.hub.clone() else {
-        // Mode::Daemon makes the section required; this is the type system's view only.
-        eprintln!("felhom-agent: config: hub: required by the daemon");
-        return ExitCode::from(EXIT_CONFIG);
+    let hub_config = match config.hub("the daemon") {
+        Ok(hub) => hub.clone(),
+        // setup::load refuses a config without it; this is the type system's view only.
+        Err(e) => {
+            eprintln!("felhom-agent: config: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
     };
     let api = match pve::client(&config.proxmox) {
         Ok(client) => Arc::new(client),
@@ -174,7 +178,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let hub = match HubClient::from_config(&hub_config) {
+    let hub = match HubClient::new(hub_config.client_config()) {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the hub client");
@@ -226,10 +230,20 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         }
     }
 
+    // After recovery (in-flight ops are kept either way): drop finished ops past retention.
+    if let Some(j) = journal.clone() {
+        let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || durable::compact_journal(&j, now, true)).await
+        {
+            tracing::error!(error = %e, "op journal: startup compaction did not finish");
+        }
+    }
+
     let queue = Queue::new(NonZeroUsize::new(QUEUE_CONCURRENCY).unwrap_or(NonZeroUsize::MIN));
     let engine_cancel = CancellationToken::new();
     let engine =
-        Engine::new(Arc::clone(&api), queue.clone(), journal).with_options(EngineOptions {
+        Engine::new(Arc::clone(&api), queue.clone(), journal.clone()).with_options(EngineOptions {
             cancel: engine_cancel.clone(),
             pass_wait: Some(PASS_WAIT),
             ..EngineOptions::default()
@@ -244,6 +258,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         desired,
         verifier,
         status: Arc::clone(&status),
+        journal: journal.clone(),
     });
 
     let stop = CancellationToken::new();

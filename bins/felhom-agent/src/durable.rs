@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use felhom_authz::{FileNonceStore, Signer, Verifier};
+use felhom_journal::ops::{DEFAULT_COMPACT_THRESHOLD_BYTES, DEFAULT_RETENTION_SECS};
 use felhom_journal::{JournalError, OpJournal};
 use felhom_reconcile::SharedJournal;
 
@@ -71,6 +72,34 @@ pub fn open_journal(path: &Path) -> JournalOpen {
                 reason: e.to_string(),
             }
         }
+    }
+}
+
+/// Compacts the op journal through the log's atomic rewrite: finished ops older than the
+/// retention window are dropped, in-flight ops and applied idempotency keys are kept. `force`
+/// compacts whatever the size (at startup); otherwise only past the size threshold, so a host
+/// that reconciles for years keeps a bounded file. Blocking file I/O: call it off the async
+/// workers. A failure is logged and changes nothing (the journal stays as it was).
+pub fn compact_journal(journal: &SharedJournal, now_unix: u64, force: bool) {
+    let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+    match journal.needs_compaction(DEFAULT_COMPACT_THRESHOLD_BYTES) {
+        Ok(false) if !force => return,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "op journal: cannot read its size; not compacted");
+            return;
+        }
+    }
+    match journal.compact_expired(now_unix, DEFAULT_RETENTION_SECS) {
+        Ok(c) if c.ops_before != c.ops_after || !force => tracing::info!(
+            ops_before = c.ops_before,
+            ops_after = c.ops_after,
+            bytes_before = c.bytes_before,
+            bytes_after = c.bytes_after,
+            "op journal compacted"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "op journal: compaction failed; kept as it was"),
     }
 }
 
@@ -178,5 +207,57 @@ mod tests {
         let v = open_verifier(&dir.path().join("nonces.log"), Vec::new(), "pve-01").unwrap();
         assert_eq!(v.host_id(), "pve-01");
         assert!(v.signers().is_empty());
+    }
+
+    #[test]
+    fn startup_compaction_drops_old_finished_ops_and_keeps_in_flight_ops_and_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.log");
+        let day = 24 * 3600;
+        let now = 100 * day;
+        let JournalOpen::Open(shared) = open_journal(&path) else {
+            panic!("the journal opens");
+        };
+        {
+            let mut j = shared.lock().unwrap();
+            for i in 0..50 {
+                let id = j.started(Some(100 + i), "start", None, day).unwrap();
+                j.succeeded(&id, day).unwrap();
+            }
+            let keyed = j
+                .started(Some(200), "destroy_guest", Some("nonce-1".into()), day)
+                .unwrap();
+            j.succeeded(&keyed, day).unwrap();
+            j.started(Some(300), "stop", None, day).unwrap(); // in flight
+            let recent = j.started(Some(301), "start", None, now - 60).unwrap();
+            j.succeeded(&recent, now - 60).unwrap();
+        }
+        let before = shared.lock().unwrap().file_len().unwrap();
+
+        // Under the size threshold and not forced: nothing happens.
+        compact_journal(&shared, now, false);
+        assert_eq!(shared.lock().unwrap().file_len().unwrap(), before);
+
+        compact_journal(&shared, now, true);
+        let after = shared.lock().unwrap().file_len().unwrap();
+        assert!(after < before, "{after} >= {before}");
+        drop(shared);
+
+        let JournalOpen::Open(reopened) = open_journal(&path) else {
+            panic!("the journal reopens");
+        };
+        let j = reopened.lock().unwrap();
+        let in_flight = j.in_flight();
+        assert_eq!(in_flight.len(), 1);
+        assert_eq!(in_flight[0].vmid, Some(300));
+        assert!(
+            j.already_applied("nonce-1"),
+            "an applied key survives compaction"
+        );
+        assert_eq!(
+            j.len(),
+            3,
+            "old finished ops dropped; in-flight, keyed and recent kept"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! felhom-agent: the felhom host agent daemon, one per Proxmox VE host.
 //!
 //! Thin: parses the command line and hands over — `run` (the default) to [`daemon`],
-//! `check-config` and `verify-op` to their modules — then maps the outcome to the exit status:
+//! `check-config`, `verify-op` and `journal` to their modules — then maps the outcome to the exit status:
 //! 0 success, 1 `verify-op` refused the op, 2 usage or config error. Composition lives in the
 //! modules; secrets (token secret, hub key) never reach stdout, stderr or the logs.
 
@@ -9,6 +9,7 @@ mod block;
 mod cli;
 mod daemon;
 mod durable;
+mod journal_cmd;
 mod logging;
 mod notify;
 mod reconcile;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Command::Run => daemon::main(&cli.config, cli.poll_floor()),
         Command::CheckConfig => check_config(&cli),
         Command::VerifyOp { blob, sig, at } => verify_op(&cli, &blob, &sig, at),
+        Command::Journal(action) => journal_cmd::main(&cli.config, &action),
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Reconciler<A: ProxmoxApi + 'static> {
     pub verifier: Option<Arc<Verifier<FileNonceStore>>>,
     /// Shared status (for systemd's STATUS= and the watchdog).
     pub status: Arc<DaemonStatus>,
+    /// The op journal (compacted on the cadence when it passes its size threshold).
+    pub journal: Option<felhom_reconcile::SharedJournal>,
 }
 
 impl<A: ProxmoxApi + 'static> std::fmt::Debug for Reconciler<A> {
@@ -115,6 +117,21 @@ impl<A: ProxmoxApi + 'static> Reconciler<A> {
         }
     }
 
+    /// Compacts the op journal when it has grown past its threshold (off the async workers).
+    pub async fn compact_journal(&self, now: OffsetDateTime) {
+        let Some(journal) = self.journal.clone() else {
+            return;
+        };
+        let unix = u64::try_from(now.unix_timestamp()).unwrap_or_default();
+        let done = tokio::task::spawn_blocking(move || {
+            crate::durable::compact_journal(&journal, unix, false);
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "op journal: compaction task did not finish");
+        }
+    }
+
     /// Runs a pass (and the chores) each time `wake` fires, until `stop` is cancelled. A wake-up
     /// during a pass is kept and runs the next pass right after (never two at once).
     pub async fn run(&self, wake: Arc<Notify>, stop: CancellationToken) {
@@ -127,6 +144,7 @@ impl<A: ProxmoxApi + 'static> Reconciler<A> {
             let now = OffsetDateTime::now_utc();
             self.pass(now).await;
             self.prune_nonces(now).await;
+            self.compact_journal(now).await;
         }
     }
 }

@@ -1,14 +1,14 @@
-//! Loading and checking the config for every subcommand: the file plus the process environment
-//! (`Mode::Daemon`), then what only the other crates can judge — the signers' keys (felhom-authz)
-//! and the Proxmox client settings (felhom-config's `pve`) — so one run reports every
-//! problem at once, each with its key path.
+//! Loading and checking the config for every subcommand: the file plus the process environment,
+//! parsed once into domain types by felhom-config (signers by felhom-authz, the Proxmox
+//! settings by felhom-proxmox), then what the daemon needs on top (the hub section) — so one
+//! run reports every problem at once, each with its key path.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use felhom_authz::{check_signers, Role, Signer};
-use felhom_config::pve;
-use felhom_config::{Config, ConfigError, Mode, SignerConfig, SignerRole};
+use felhom_authz::{check_signers, Signer};
+use felhom_config::{Config, ConfigError};
 
 /// Why the config cannot be used: every problem found, one per line, each naming its key (or
 /// the file). Never holds a secret: the config's own errors redact them, and signer keys are
@@ -37,38 +37,42 @@ impl fmt::Display for ConfigProblems {
     }
 }
 
-/// The process environment as the config overlay wants it. Variables that are not Unicode
-/// cannot be `FELHOM_AGENT_*` settings: skipped rather than a panic.
-pub fn process_env() -> impl Iterator<Item = (String, String)> {
-    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-}
-
 /// Loads the config at `path` for the daemon and checks everything the daemon will build from
-/// it (signers, Proxmox client settings) without opening any file it names.
+/// it (hub section, signers) without opening any file it names. The process environment comes
+/// in as `vars_os`: a `FELHOM_AGENT_*` variable that is not UTF-8 is a problem, not skipped.
 pub fn load(path: &Path) -> Result<(Config, Vec<Signer>), ConfigProblems> {
-    load_with(path, process_env())
+    load_env(path, std::env::vars_os())
 }
 
 /// [`load`] with an explicit environment (tests).
+#[cfg(test)]
 pub fn load_with<I>(path: &Path, env: I) -> Result<(Config, Vec<Signer>), ConfigProblems>
 where
     I: IntoIterator<Item = (String, String)>,
+{
+    load_env(path, env)
+}
+
+fn load_env<I, K, V>(path: &Path, env: I) -> Result<(Config, Vec<Signer>), ConfigProblems>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
 {
     let fail = |problems| ConfigProblems {
         path: path.to_owned(),
         problems,
     };
-    let config = Config::load(path, env, Mode::Daemon).map_err(|e| fail(config_lines(&e)))?;
+    let config = Config::load(path, env).map_err(|e| fail(config_lines(&e)))?;
     let mut problems = Vec::new();
-    let signers = match signers(&config.authz.signers) {
-        Ok(s) => s,
-        Err(mut p) => {
-            problems.append(&mut p);
-            Vec::new()
-        }
-    };
-    if let Err(e) = pve::client_config(&config.proxmox) {
-        problems.push(e.to_string());
+    if let Err(e) = config.hub("the daemon") {
+        problems.push(e.problem().to_string());
+    }
+    // The config parsed each signer with felhom-authz already; the list as a whole is checked
+    // by the same function the verifier relies on.
+    let signers = config.authz.signers.clone();
+    if let Err(e) = check_signers(&signers) {
+        problems.push(format!("authz.signers: {e}"));
     }
     if problems.is_empty() {
         Ok((config, signers))
@@ -85,37 +89,12 @@ fn config_lines(e: &ConfigError) -> Vec<String> {
     }
 }
 
-/// The configured signers as felhom-authz keys; every refused key is reported with its index.
-pub fn signers(configured: &[SignerConfig]) -> Result<Vec<Signer>, Vec<String>> {
-    let mut problems = Vec::new();
-    let mut out = Vec::new();
-    for (i, s) in configured.iter().enumerate() {
-        let role = match s.role {
-            SignerRole::Operational => Role::Operational,
-            SignerRole::Recovery => Role::Recovery,
-        };
-        match Signer::from_authorized_key(&s.key_id, role, &s.public_key) {
-            Ok(signer) => out.push(signer),
-            Err(e) => problems.push(format!("authz.signers[{i}].public_key: {e}")),
-        }
-    }
-    if problems.is_empty() {
-        if let Err(e) = check_signers(&out) {
-            problems.push(format!("authz.signers: {e}"));
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+    use felhom_authz::Role;
 
     const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII0X0Q2omz0Ih7TlX+NVSaPKMd0/ee+V91/8td4m6DFT felhom-vector-ed25519";
     const RSA1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDJqgOopz1YQ6zhgya50Fh2A5WC0L89WlSeBTbmkvpzAogu6mU84XYsSQ+9HjXuBv0fdk3ixsrmceYNfM0CejUi6FpWzMrgR7f644lHqYrWTfC9KkqXEsJHLebBxAblsMb8dlREhNRaZNaWCH44W74g+s1/xRK3eqd+XYKAiK54LQ== felhom-vector-rsa1024";

@@ -54,6 +54,8 @@ pub fn reason_name(e: &AuthzError) -> &'static str {
         AuthzError::Target { .. } => "Target",
         AuthzError::Expired { .. } => "Expired",
         AuthzError::NotYetValid { .. } => "NotYetValid",
+        AuthzError::RoleDenied { .. } => "RoleDenied",
+        AuthzError::BindingMismatch { .. } => "BindingMismatch",
         AuthzError::Replay { .. } => "Replay",
         // A stage added to felhom-authz later: still a refusal.
         _ => "Refused",
@@ -72,7 +74,7 @@ pub fn run(
     let sig_bytes = read_limited("signature", sig, MAX_SIGNATURE_LEN)?;
     let nonces =
         FileNonceStore::snapshot(&config.authz.nonce_store).map_err(VerifyOpError::NonceStore)?;
-    // Mode::Daemon guarantees the hub section; its host id is the host signed ops must name.
+    // setup::load requires the hub section; its host id is the host signed ops must name.
     let host_id = config
         .hub
         .as_ref()
@@ -121,6 +123,23 @@ pub fn render(verdict: &Verdict, at: OffsetDateTime, signers: usize) -> String {
                 op.signer.algorithm(),
                 op.signer.fingerprint()
             );
+            // key_id is advisory (the key material picked the signer), but a blob naming
+            // someone else is worth a loud line: wrong key in the agent, or a wrong name.
+            if op.key_id_mismatch() {
+                let _ = writeln!(
+                    out,
+                    "  key_id  {:?} in the blob, but signed by {:?}: MISMATCH (advisory: the key \
+                     material decides; check which key signed this)",
+                    op.key_id,
+                    op.signer_key_id()
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  key_id  {:?} in the blob (matches the signer)",
+                    op.key_id
+                );
+            }
             let _ = writeln!(
                 out,
                 "  window  {} .. {} (evaluated at {})",
@@ -200,6 +219,20 @@ mod tests {
                     skew: Duration::from_secs(60),
                 },
                 "NotYetValid",
+            ),
+            (
+                AuthzError::RoleDenied {
+                    key_id: "break-glass".into(),
+                    role: felhom_authz::Role::Recovery,
+                    op: "destroy_guest".into(),
+                },
+                "RoleDenied",
+            ),
+            (
+                AuthzError::BindingMismatch {
+                    field: felhom_authz::BindingField::GuestId,
+                },
+                "BindingMismatch",
             ),
         ];
         for (e, name) in cases {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
-use felhom_config::Mode;
 
 /// Where the agent's config lives on a host.
 pub const DEFAULT_CONFIG: &str = "/etc/felhom-agent/agent.json";
@@ -78,11 +77,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl Command {
-    /// How the config is validated for this command.
-    pub fn mode(&self) -> Mode {
+    /// Who needs the config's `hub` section, if this command does (for the error naming it).
+    pub fn needs_hub(&self) -> Option<&'static str> {
         match self {
-            Command::Read | Command::Task { .. } | Command::Privileges => Mode::SelftestProxmox,
-            Command::Hub => Mode::SelftestHub,
+            Command::Read | Command::Task { .. } | Command::Privileges => None,
+            Command::Hub => Some("the hub self-test"),
         }
     }
 
@@ -209,11 +208,11 @@ mod tests {
             },
             Command::Privileges,
         ] {
-            assert_eq!(c.mode(), Mode::SelftestProxmox, "{}", c.name());
+            assert_eq!(c.needs_hub(), None, "{}", c.name());
         }
         let hub = parse(&["--json", "hub"]).unwrap();
         assert_eq!(hub.subcommand(), Command::Hub);
         assert_eq!(hub.subcommand().name(), "hub");
-        assert_eq!(Command::Hub.mode(), Mode::SelftestHub);
+        assert_eq!(Command::Hub.needs_hub(), Some("the hub self-test"));
     }
 }

@@ -11,7 +11,7 @@ use felhom_hub::cloudflared::CloudflaredProber;
 use felhom_hub::collector::{collect_with, CollectError, CollectOptions};
 use felhom_hub::hub::{HubClient, HubError};
 use felhom_hub_proto::{ControlEnvelope, GuestStatus, HostReport, ServiceState};
-use felhom_proxmox::{HttpError, ProxmoxApi, TlsFailure};
+use felhom_proxmox::{HttpError, ProxmoxApi, TlsFailure, TlsTrust};
 use serde_json::Value;
 
 use crate::report::{describe, Report};
@@ -72,9 +72,16 @@ fn encoded(value: Result<Value, serde_json::Error>) -> Value {
 
 /// Where reports go, as whom, and whom the TLS connection trusts. Never the key.
 pub fn config_detail(hub: &HubConfig, report_url: &str) -> String {
-    let trust = match &hub.ca_file {
-        Some(path) => format!("ca {}", path.display()),
-        None => "the system roots".to_owned(),
+    let trust = match &hub.trust {
+        TlsTrust::CaFile(path) => format!("ca {}", path.display()),
+        TlsTrust::Pinned(pins) => format!(
+            "the pinned certificate {}",
+            pins.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+        _ => "the system roots".to_owned(),
     };
     format!(
         "reports go to {report_url} as host {}, trusting {trust}, timeout {}s",
@@ -211,7 +218,7 @@ pub fn describe_hub(e: &HubError) -> String {
 mod tests {
     use std::time::Duration;
 
-    use felhom_config::{Config, Mode};
+    use felhom_config::Config;
     use felhom_hub_proto::{GuestReport, HostInfo, Timestamp};
     use serde_json::json;
 
@@ -241,15 +248,10 @@ mod tests {
         });
         let text = serde_json::to_vec(&doc).unwrap();
         let env: [(&str, &str); 0] = [];
-        Config::from_json(
-            &text,
-            std::path::Path::new("/c.json"),
-            env,
-            Mode::SelftestHub,
-        )
-        .unwrap()
-        .hub
-        .unwrap()
+        Config::from_json(&text, std::path::Path::new("/c.json"), env)
+            .unwrap()
+            .hub
+            .unwrap()
     }
 
     #[test]

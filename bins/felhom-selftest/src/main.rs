@@ -72,7 +72,7 @@ fn main() -> ExitCode {
             command.name(),
             config.proxmox.api_url,
             config.proxmox.node,
-            config.proxmox.token_id
+            config.proxmox.token.token_id()
         );
     }
     let mut report = Report::new(command.name(), !cli.json);
@@ -116,7 +116,7 @@ struct Ctx<'a> {
 async fn run(command: &Command, ctx: &Ctx<'_>, report: &mut Report) {
     match command {
         Command::Read => {
-            let token_id = ctx.config.proxmox.token_id.as_str();
+            let token_id = ctx.config.proxmox.token.token_id();
             read::run(ctx.client, ctx.trust, token_id, report).await
         }
         Command::Privileges => privileges::run(ctx.client, report).await,
@@ -133,7 +133,7 @@ async fn run(command: &Command, ctx: &Ctx<'_>, report: &mut Report) {
                 )
                 .await
             }
-            // `Mode::SelftestHub` requires the section and `setup` builds the client with it.
+            // `setup` requires the section for this command and builds the client with it.
             _ => report.fail("hub_config", "the config has no hub section"),
         },
         Command::Task { vmid, task_timeout } => {
@@ -224,18 +224,23 @@ struct Setup {
 /// Loads the config for `command` (the process environment overlays it) and builds the
 /// clients it needs.
 fn setup(path: &Path, command: &Command) -> Result<Setup, SetupError> {
-    // Variables that are not Unicode cannot be FELHOM_AGENT_* settings: skip, don't panic.
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let config = Config::load(path, env, command.mode()).map_err(|error| SetupError::Config {
+    // A FELHOM_AGENT_* variable that is not UTF-8 is a config problem naming it.
+    let config = Config::load(path, std::env::vars_os()).map_err(|error| SetupError::Config {
         path: path.display().to_string(),
         error,
     })?;
-    let trust = pve::tls_trust(&config.proxmox.tls).map_err(SetupError::Client)?;
+    let trust = config.proxmox.tls.clone();
     let client = pve::client(&config.proxmox).map_err(SetupError::Client)?;
-    let hub = match (command, &config.hub) {
-        (Command::Hub, Some(hub)) => Some(HubClient::from_config(hub).map_err(SetupError::Hub)?),
-        _ => None,
+    let hub = match command.needs_hub() {
+        Some(who) => {
+            // Reported like any config problem: one line, and `{"key": "hub"}` in JSON.
+            let hub = config.hub(who).map_err(|e| SetupError::Config {
+                path: path.display().to_string(),
+                error: ConfigError::Invalid(vec![e.problem()]),
+            })?;
+            Some(HubClient::new(hub.client_config()).map_err(SetupError::Hub)?)
+        }
+        None => None,
     };
     Ok(Setup {
         config,

@@ -7,8 +7,6 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-/// Lowest and highest vmid Proxmox VE hands out.
-const VMID_RANGE: std::ops::RangeInclusive<u64> = 100..=999_999_999;
 const MAX_OP_LEN: usize = 64;
 const MAX_HOST_ID_LEN: usize = 253;
 const MAX_NONCE_LEN: usize = 128;
@@ -105,18 +103,17 @@ pub(crate) fn parse(bytes: &[u8], max_window: Duration) -> Result<OpBlob, BlobEr
         c == ' ' || !(c.is_control() || c.is_whitespace())
     })?;
 
-    let guest_id = match wire.guest_id {
+    let guest_id = match wire.guest_id.map(felhom_types::Vmid::new) {
         None => None,
-        Some(id) if VMID_RANGE.contains(&id) => {
-            Some(u32::try_from(id).expect("the vmid range fits in u32"))
-        }
-        Some(id) => {
+        Some(Ok(vmid)) => Some(vmid.get()),
+        Some(Err(e)) => {
             return Err(BlobError::Field {
                 field: "guest_id",
                 problem: format!(
-                    "{id} is not a Proxmox vmid ({}..={})",
-                    VMID_RANGE.start(),
-                    VMID_RANGE.end()
+                    "{} is not a Proxmox vmid ({}..={})",
+                    e.got,
+                    felhom_types::Vmid::MIN,
+                    felhom_types::Vmid::MAX
                 ),
             })
         }

@@ -8,6 +8,8 @@ use time::OffsetDateTime;
 
 use crate::blob::BlobError;
 use crate::nonce::NonceStoreError;
+use crate::op::BindingField;
+use crate::Role;
 
 /// Why a signed op was refused, by the stage that refused it (in pipeline order).
 ///
@@ -75,6 +77,26 @@ pub enum AuthzError {
         now: OffsetDateTime,
         /// The tolerance that was allowed.
         skew: Duration,
+    },
+    /// The signer's role may not authorize this op (role scope; only checked when the caller
+    /// says what it is about to run, [`crate::Verifier::verify_for`]). The nonce is not burned.
+    #[error(
+        "signed op refused: signer {key_id:?} has role {role}, which may not authorize {op:?}"
+    )]
+    RoleDenied {
+        /// The pinned signer's `key_id`.
+        key_id: String,
+        /// Its role.
+        role: Role,
+        /// The blob's `op` (an op this agent does not know is denied for every role).
+        op: String,
+    },
+    /// The signed blob names another action than the one it was presented for. The nonce is
+    /// not burned: the same signature still authorizes the action it does name.
+    #[error("signed op refused: its {field} differs from the action about to run")]
+    BindingMismatch {
+        /// The first field that differs (op, then guest_id, then params).
+        field: BindingField,
     },
     /// The nonce was used before, or could not be proven unused (fails safe).
     #[error("signed op refused: nonce {nonce:?} {reason}")]

@@ -3,6 +3,12 @@
 //! the file on open; expired entries are pruned and the file compacted; any I/O failure
 //! disables the store, which then answers "seen" to everything (nothing runs) until reopened.
 //!
+//! A corrupt file (a bad complete line anywhere, the last one included: see felhom-journal's
+//! tail rules) is not an open error but a store that opens *disabled*: every nonce reads as
+//! seen and every signed op is refused until an operator repairs the file
+//! (`felhom-agent journal repair --path …`) and restarts the agent. It never drops the damaged
+//! line and carries on, which could forget a used nonce and let its op run again.
+//!
 //! The index holds a 128-bit key per nonce (the first 16 bytes of its SHA-256), not its text:
 //! a million nonces then open in well under a second, with no allocation per record. Two
 //! nonces sharing a key (never expected at 128 bits) can only make a fresh nonce read as
@@ -166,10 +172,14 @@ impl Index {
 }
 
 struct State {
-    log: Log<Stored>,
+    /// `None` only when the file was corrupt at open (then `failure` is set and stays set).
+    log: Option<Log<Stored>>,
     index: Index,
-    /// Set by the first I/O failure; from then on the store refuses everything.
+    /// Set by the first I/O failure (or a corrupt file at open); from then on the store
+    /// refuses everything.
     failure: Option<String>,
+    /// The corrupt line found at open, if any.
+    corrupt_line: Option<u64>,
 }
 
 impl fmt::Debug for FileNonceStore {
@@ -178,7 +188,7 @@ impl fmt::Debug for FileNonceStore {
         d.field("path", &self.path);
         if let Ok(state) = self.state.lock() {
             d.field("entries", &state.index.len())
-                .field("records_in_file", &state.log.len())
+                .field("records_in_file", &state.log.as_ref().map(Log::len))
                 .field("failure", &state.failure);
         }
         d.finish_non_exhaustive()
@@ -189,6 +199,10 @@ impl FileNonceStore {
     /// Opens (creating if absent) the store at `path`; its directory must exist. Replays every
     /// record into the index; a torn last record (a crash mid-append, so that op never got
     /// `Ok`) is dropped and logged by the journal.
+    ///
+    /// A corrupt file opens as a *disabled* store (see the module docs; logged at error naming
+    /// the file and line, and [`FileNonceStore::corruption`] says why): every nonce reads as
+    /// seen until the file is repaired. Other failures (I/O, another writer's lock) are errors.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, NonceStoreError> {
         Self::open_with(path, Arc::new(RealFs))
     }
@@ -200,12 +214,18 @@ impl FileNonceStore {
     ) -> Result<Self, NonceStoreError> {
         let path = path.as_ref().to_owned();
         let mut replayed = Vec::with_capacity(record_count_hint(&path));
-        let (log, repaired) = Log::<Stored>::open_visit(&path, Arc::clone(&fs), |rec| {
+        let opened = Log::<Stored>::open_visit(&path, Arc::clone(&fs), |rec| {
             if let Stored::Key { key, keep_until } = rec {
                 replayed.push((key, keep_until));
             }
-        })
-        .map_err(|e| io_error(&path, "open", &e))?;
+        });
+        let (log, repaired) = match opened {
+            Ok(opened) => opened,
+            Err(JournalError::Corrupt { line, reason, .. }) => {
+                return Ok(Self::corrupt(path, fs, line, &reason));
+            }
+            Err(e) => return Err(io_error(&path, "open", &e)),
+        };
         let index = Index::from_replay(replayed);
         if let Some(torn) = repaired {
             tracing::warn!(
@@ -220,11 +240,52 @@ impl FileNonceStore {
             path,
             fs,
             state: Mutex::new(State {
-                log,
+                log: Some(log),
                 index,
                 failure: None,
+                corrupt_line: None,
             }),
         })
+    }
+
+    /// The fail-safe store for a corrupt file: no index (what it would hold cannot be trusted
+    /// to be complete), every nonce seen, every change refused.
+    fn corrupt(path: PathBuf, fs: Arc<dyn FileSystem>, line: u64, reason: &str) -> Self {
+        let failure = format!(
+            "{}: line {line} is corrupt: {reason}; signed ops are refused until it is repaired \
+             (felhom-agent journal repair --path {}) and the agent restarted",
+            path.display(),
+            path.display()
+        );
+        tracing::error!(
+            path = %path.display(),
+            line,
+            %reason,
+            "nonce store is corrupt: every signed op is refused until it is repaired \
+             (felhom-agent journal repair --path {}); no used nonce is forgotten",
+            path.display()
+        );
+        FileNonceStore {
+            path,
+            fs,
+            state: Mutex::new(State {
+                log: None,
+                index: Index::default(),
+                failure: Some(failure),
+                corrupt_line: Some(line),
+            }),
+        }
+    }
+
+    /// The 1-based line at which the file was found corrupt on open, if it was: the store is
+    /// then disabled (every nonce seen) until the file is repaired and the store reopened.
+    pub fn corruption(&self) -> Option<u64> {
+        self.state.lock().map_or(None, |s| s.corrupt_line)
+    }
+
+    /// Whether the store refuses everything (a corrupt file at open, or an I/O failure since).
+    pub fn is_disabled(&self) -> bool {
+        self.state.lock().map_or(true, |s| s.failure.is_some())
     }
 
     /// A read-only copy of the used nonces in the file at `path`, without taking the writer's
@@ -290,11 +351,14 @@ impl FileNonceStore {
         // Deterministic file content: oldest expiry first.
         keep.sort_by(|a, b| (a.keep_until, &a.nonce).cmp(&(b.keep_until, &b.nonce)));
         let keep: Vec<Stored> = keep.into_iter().map(Stored::Text).collect();
-        state.log.compact(&keep).map_err(|e| {
+        let log = state.log_mut(&self.path)?;
+        let result = log.compact(&keep);
+        let poisoned = log.is_poisoned();
+        result.map_err(|e| {
             let err = io_error(&self.path, "compact", &e);
             // A failure before the rename leaves the old file whole and the log usable; a
             // failed fsync poisons the log, and then the store must stop answering.
-            if state.log.is_poisoned() {
+            if poisoned {
                 state.disable(&err);
             }
             err
@@ -359,6 +423,15 @@ impl State {
         }
     }
 
+    /// The log of a usable store (the caller checked `check_usable`; a corrupt store has none).
+    fn log_mut(&mut self, path: &Path) -> Result<&mut Log<Stored>, NonceStoreError> {
+        self.check_usable(path)?;
+        self.log.as_mut().ok_or_else(|| NonceStoreError::Disabled {
+            path: path.display().to_string(),
+            first_failure: "the file was corrupt at open".to_owned(),
+        })
+    }
+
     fn disable(&mut self, err: &NonceStoreError) {
         tracing::error!(
             error = %err,
@@ -386,7 +459,7 @@ impl NonceStore for FileNonceStore {
             nonce: nonce.to_string(),
             keep_until,
         });
-        if let Err(e) = state.log.append(&record) {
+        if let Err(e) = state.log_mut(&self.path)?.append(&record) {
             // Whether the record reached the disk is unknown: never retried, never Fresh.
             let err = io_error(&self.path, "append", &e);
             state.disable(&err);
@@ -410,7 +483,7 @@ impl NonceStore for FileNonceStore {
         let before = state.index.len();
         state.index.retain(|keep_until| keep_until >= now);
         let removed = before - state.index.len();
-        let total = usize::try_from(state.log.len()).unwrap_or(usize::MAX);
+        let total = usize::try_from(state.log_mut(&self.path)?.len()).unwrap_or(usize::MAX);
         let dead = total.saturating_sub(state.index.len());
         if removed > 0 && dead.saturating_mul(2) >= total {
             self.compact_locked(&mut state)?;

@@ -4,7 +4,8 @@
 //!
 //! The pipeline order is fixed and load-bearing (see [`Verifier`]): armor → namespace → public
 //! key → allow-list by key material → crypto over the raw received bytes → blob → target →
-//! time window → nonce recorded last.
+//! time window → (when the caller names the action: role scope → binding) → nonce recorded
+//! last.
 //!
 //! This crate must never: trust the hub or a blob's `key_id` to pick a signer, re-serialize the
 //! blob before verifying it, burn a nonce for an op that failed any earlier stage, report a
@@ -16,6 +17,7 @@ mod envelope;
 mod error;
 mod file_store;
 mod nonce;
+mod op;
 mod signer;
 mod verifier;
 
@@ -23,6 +25,7 @@ pub use blob::BlobError;
 pub use error::{AuthzError, BadSignatureReason, Malformed, ReplayReason};
 pub use file_store::{FileNonceStore, NonceRecord};
 pub use nonce::{MemoryNonceStore, NonceOutcome, NonceStore, NonceStoreError};
+pub use op::{BindingField, Expectation, Op, UnknownOp, DESTRUCTIVE_OPS};
 pub use signer::{check_signers, Role, Signer, SignerError};
 pub use verifier::{
     VerifiedOp, Verifier, DEFAULT_MAX_WINDOW, DEFAULT_SKEW, MAX_BLOB_LEN, MAX_SIGNATURE_LEN,

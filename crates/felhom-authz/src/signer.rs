@@ -96,7 +96,8 @@ pub enum SignerError {
     /// A key type outside ed25519, ecdsa p256/p384/p521, rsa, and their FIDO (sk-) forms.
     #[error(
         "signer {key_id:?}: key type {algorithm} is not supported (use ssh-ed25519, \
-         sk-ssh-ed25519@openssh.com, ecdsa-sha2-nistp256/384/521 or ssh-rsa of 2048+ bits)"
+         sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com, \
+         ecdsa-sha2-nistp256/384/521 or ssh-rsa of 2048+ bits)"
     )]
     UnsupportedKeyType {
         /// The signer's key_id.
@@ -235,6 +236,12 @@ impl Signer {
             role,
             key: PublicKey::new(key_data, ""),
         })
+    }
+
+    /// The rule for a signer's `key_id` (1 to 128 characters, no control characters), the one
+    /// [`Signer::from_authorized_key`] applies; public so config checks it with the same words.
+    pub fn check_key_id(key_id: &str) -> Result<(), SignerError> {
+        check_key_id(key_id)
     }
 
     /// The key's `SHA256:…` fingerprint, as `ssh-keygen -l` prints it.

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::error::{AuthzError, BadSignatureReason, Malformed, ReplayReason};
 use crate::nonce::{NonceOutcome, NonceStore};
+use crate::op::{BindingField, Expectation, Op};
 use crate::signer::{check_key_policy, KeyPolicyError, Signer};
 use crate::{armor, blob, envelope, BlobError, NAMESPACE};
 
@@ -42,7 +43,8 @@ pub struct VerifiedOp {
     /// The op's parameters, as signed.
     pub params: serde_json::Map<String, serde_json::Value>,
     /// The blob's `key_id`: the signer's claim, informational only. The trusted identity is
-    /// `signer.key_id` (from config), matched by key material.
+    /// `signer.key_id` (from config), matched by key material; see
+    /// [`VerifiedOp::key_id_mismatch`].
     pub key_id: String,
     /// The blob's nonce, now recorded (by [`Verifier::verify`]; not by [`Verifier::check`]).
     pub nonce: String,
@@ -52,6 +54,20 @@ pub struct VerifiedOp {
     pub not_after: OffsetDateTime,
     /// The pinned signer whose key made the signature, with its role.
     pub signer: Signer,
+}
+
+impl VerifiedOp {
+    /// Whether the blob's `key_id` names someone other than the pinned signer whose key made
+    /// the signature (another signer, or nobody). Not a refusal — SPEC keeps `key_id`
+    /// advisory — but worth showing: the operator may have picked the wrong key or name.
+    pub fn key_id_mismatch(&self) -> bool {
+        self.key_id != self.signer.key_id
+    }
+
+    /// The matched pinned signer's `key_id` (the trusted identity).
+    pub fn signer_key_id(&self) -> &str {
+        &self.signer.key_id
+    }
 }
 
 /// Verifies operator-signed ops against pinned signers for one host.
@@ -64,7 +80,15 @@ pub struct VerifiedOp {
 /// 5. crypto over the raw received blob bytes, with the algorithm policy (no `ssh-rsa`,
 ///    algorithm matches the key, RSA ≥ 2048, security keys need user presence);
 /// 6. parse the blob; 7. its `host_id` must be this host; 8. `now` within the window, give
-///    or take the skew; 9. record the nonce — last, so a refused op never burns it.
+///    or take the skew;
+/// 9. with an [`Expectation`] ([`Verifier::verify_for`]): role scope — the signer's role must
+///    allow the blob's op ([`crate::Role::allows`]; an unknown op is denied);
+/// 10. with an [`Expectation`]: binding — the blob's `op`, `guest_id` and `params` must equal
+///     the action about to run (the host was bound at 7);
+/// 11. record the nonce — last, so an op refused by any stage never burns it.
+///
+/// Concurrency: stages 1–10 are pure, and recording is the store's atomic check-and-insert, so
+/// of two concurrent verifies of one blob exactly one gets `Ok`.
 pub struct Verifier<N: NonceStore> {
     signers: Vec<Signer>,
     nonce_store: N,
@@ -163,7 +187,10 @@ impl<N: NonceStore> Verifier<N> {
         &self.host_id
     }
 
-    /// Runs every stage and records the nonce: `Ok` means the op may run, once.
+    /// Authenticates a signed op and records its nonce, without binding it to an action: `Ok`
+    /// means a pinned signer signed this op for this host, now, for the first time. It does
+    /// not check the role or what the op names — a caller about to run an action uses
+    /// [`Verifier::verify_for`].
     ///
     /// `blob` must be the exact bytes that were signed; `armored_sig` the `ssh-keygen -Y sign`
     /// output. The nonce is on stable storage (for a durable store) before this returns `Ok`.
@@ -173,8 +200,32 @@ impl<N: NonceStore> Verifier<N> {
         armored_sig: &[u8],
         now: OffsetDateTime,
     ) -> Result<VerifiedOp, AuthzError> {
+        self.verify_inner(blob, armored_sig, now, None)
+    }
+
+    /// Runs every stage, role scope and binding to `expected` included, and records the nonce:
+    /// `Ok` means the signature authorizes exactly `expected`, once. A refusal for role or
+    /// binding leaves the nonce unused, so the same signature still authorizes the action it
+    /// does name.
+    pub fn verify_for(
+        &self,
+        blob: &[u8],
+        armored_sig: &[u8],
+        now: OffsetDateTime,
+        expected: &Expectation,
+    ) -> Result<VerifiedOp, AuthzError> {
+        self.verify_inner(blob, armored_sig, now, Some(expected))
+    }
+
+    fn verify_inner(
+        &self,
+        blob: &[u8],
+        armored_sig: &[u8],
+        now: OffsetDateTime,
+        expected: Option<&Expectation>,
+    ) -> Result<VerifiedOp, AuthzError> {
         let (op, keep_until) = self
-            .decide(blob, armored_sig, now)
+            .decide(blob, armored_sig, now, expected)
             .inspect_err(log_refusal)?;
         match self.nonce_store.record(&op.nonce, keep_until) {
             Ok(NonceOutcome::Fresh) => {
@@ -182,8 +233,10 @@ impl<N: NonceStore> Verifier<N> {
                     op = %op.op,
                     guest_id = ?op.guest_id,
                     signer = %op.signer.key_id,
+                    blob_key_id = %op.key_id,
                     role = %op.signer.role,
                     nonce = %op.nonce,
+                    bound = expected.is_some(),
                     "signed op verified"
                 );
                 Ok(op)
@@ -211,7 +264,29 @@ impl<N: NonceStore> Verifier<N> {
         armored_sig: &[u8],
         now: OffsetDateTime,
     ) -> Result<VerifiedOp, AuthzError> {
-        let (op, _) = self.decide(blob, armored_sig, now)?;
+        self.check_inner(blob, armored_sig, now, None)
+    }
+
+    /// Dry run of [`Verifier::verify_for`]: every stage including role scope and binding,
+    /// nothing recorded. Previews what the gate would decide for `expected`.
+    pub fn check_for(
+        &self,
+        blob: &[u8],
+        armored_sig: &[u8],
+        now: OffsetDateTime,
+        expected: &Expectation,
+    ) -> Result<VerifiedOp, AuthzError> {
+        self.check_inner(blob, armored_sig, now, Some(expected))
+    }
+
+    fn check_inner(
+        &self,
+        blob: &[u8],
+        armored_sig: &[u8],
+        now: OffsetDateTime,
+        expected: Option<&Expectation>,
+    ) -> Result<VerifiedOp, AuthzError> {
+        let (op, _) = self.decide(blob, armored_sig, now, expected)?;
         if self.nonce_store.seen(&op.nonce) {
             return Err(AuthzError::Replay {
                 nonce: op.nonce,
@@ -221,12 +296,13 @@ impl<N: NonceStore> Verifier<N> {
         Ok(op)
     }
 
-    /// Stages 1–8: pure. Returns the op and how long its nonce must be kept.
+    /// Stages 1–10: pure. Returns the op and how long its nonce must be kept.
     fn decide(
         &self,
         blob_bytes: &[u8],
         armored_sig: &[u8],
         now: OffsetDateTime,
+        expected: Option<&Expectation>,
     ) -> Result<(VerifiedOp, OffsetDateTime), AuthzError> {
         let signer = self.authenticate(blob_bytes, armored_sig)?;
 
@@ -234,10 +310,13 @@ impl<N: NonceStore> Verifier<N> {
         let blob = blob::parse(blob_bytes, self.max_window)
             .map_err(|e| AuthzError::Malformed(Malformed::Blob(e)))?;
         if blob.key_id != signer.key_id {
-            tracing::debug!(
-                claimed = %blob.key_id,
-                pinned = %signer.key_id,
-                "blob key_id differs from the pinned signer's; the key material decides"
+            // Advisory only (identity is the key material), but an operator should see it.
+            tracing::warn!(
+                blob_key_id = %blob.key_id,
+                signer = %signer.key_id,
+                fingerprint = %signer.fingerprint(),
+                "blob key_id names another signer than the one whose key signed it; \
+                 the key material decides"
             );
         }
 
@@ -272,6 +351,31 @@ impl<N: NonceStore> Verifier<N> {
         }
         // After `end` the window alone refuses the op, so the nonce may be forgotten then.
         let keep_until = end.unwrap_or(blob.not_after);
+
+        if let Some(expected) = expected {
+            // 9. Role scope. An op this agent does not know is denied for every role.
+            if !Op::from_wire(&blob.op).is_some_and(|op| signer.role.allows(op)) {
+                return Err(AuthzError::RoleDenied {
+                    key_id: signer.key_id.clone(),
+                    role: signer.role,
+                    op: blob.op,
+                });
+            }
+            // 10. Binding: the signature names exactly the action about to run. Params are
+            //     compared as JSON values (object key order is not significant).
+            let field = if blob.op != expected.op.wire_name() {
+                Some(BindingField::Op)
+            } else if blob.guest_id != expected.guest_id {
+                Some(BindingField::GuestId)
+            } else if expected.params.as_object() != Some(&blob.params) {
+                Some(BindingField::Params)
+            } else {
+                None
+            };
+            if let Some(field) = field {
+                return Err(AuthzError::BindingMismatch { field });
+            }
+        }
 
         Ok((
             VerifiedOp {

@@ -19,7 +19,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::tls::{Fingerprint, PinMismatch, TlsConfigError, TlsTrust};
+pub use crate::tls::TlsFailure;
+use crate::tls::{TlsConfigError, TlsTrust};
 
 /// Settings of an [`HttpsClient`].
 #[derive(Debug, Clone)]
@@ -34,6 +35,36 @@ pub struct HttpsConfig {
     pub max_body_bytes: usize,
     /// Sent as `User-Agent` unless a request sets its own.
     pub user_agent: String,
+}
+
+/// The connection pool: how many idle connections are kept per host and for how long.
+///
+/// The defaults keep every connection a collection opens (it reads with bounded concurrency,
+/// 8 by default, plus the list reads beside it) and keep them longer than the longest poll
+/// interval (1 h), so a heartbeat after the first opens no new connection unless the server
+/// closed it (hyper notices a closed idle connection and opens a fresh one then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Idle connections kept per host; at least the caller's read concurrency.
+    pub max_idle_per_host: usize,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+}
+
+impl PoolSettings {
+    /// Idle connections kept per host by default.
+    pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 32;
+    /// Idle time kept by default: beyond the longest heartbeat interval (3600 s).
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(65 * 60);
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_idle_per_host: Self::DEFAULT_MAX_IDLE_PER_HOST,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+        }
+    }
 }
 
 /// One HTTP request. The body is sent with a Content-Length; an empty body sends no body and
@@ -109,39 +140,6 @@ impl fmt::Debug for HttpResponse {
             .field("reason", &self.reason)
             .field("body_len", &self.body.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// Why a TLS handshake failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TlsFailure {
-    /// The server's leaf certificate matches no pinned fingerprint.
-    PinMismatch {
-        /// SHA-256 of the certificate actually presented.
-        seen: Fingerprint,
-    },
-    /// The chain does not lead to a trusted CA (CA-file or system-roots mode).
-    UnknownIssuer,
-    /// Any other handshake failure (bad handshake signature, name mismatch, expired, ...).
-    Other {
-        /// rustls' description.
-        detail: String,
-    },
-}
-
-impl fmt::Display for TlsFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TlsFailure::PinMismatch { seen } => {
-                write!(
-                    f,
-                    "certificate fingerprint {seen} matches no pinned fingerprint"
-                )
-            }
-            TlsFailure::UnknownIssuer => f.write_str("certificate issuer is not trusted"),
-            TlsFailure::Other { detail } => f.write_str(detail),
-        }
     }
 }
 
@@ -246,8 +244,17 @@ pub enum HttpsConfigError {
 }
 
 impl HttpsClient {
-    /// Builds the client (no runtime needed here; sending needs tokio).
+    /// Builds the client with the default [`PoolSettings`] (no runtime needed here; sending
+    /// needs tokio).
     pub fn new(config: HttpsConfig) -> Result<Self, HttpsConfigError> {
+        Self::with_pool(config, PoolSettings::default())
+    }
+
+    /// Builds the client with these pool settings.
+    pub fn with_pool(config: HttpsConfig, pool: PoolSettings) -> Result<Self, HttpsConfigError> {
+        if pool.idle_timeout.is_zero() {
+            return Err(HttpsConfigError::Zero("pool idle_timeout"));
+        }
         if config.request_timeout.is_zero() {
             return Err(HttpsConfigError::Zero("request_timeout"));
         }
@@ -271,8 +278,8 @@ impl HttpsClient {
             .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(4)
+            .pool_idle_timeout(pool.idle_timeout)
+            .pool_max_idle_per_host(pool.max_idle_per_host)
             .build(https);
         Ok(HttpsClient {
             client,
@@ -381,19 +388,9 @@ pub(crate) fn tls_failure(err: &(dyn StdError + 'static)) -> Option<TlsFailure> 
         .into_iter()
         .find_map(|e| e.downcast_ref::<rustls::Error>())?;
     Some(match rustls_err {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
-            TlsFailure::UnknownIssuer
-        }
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
-            match other.0.downcast_ref::<PinMismatch>() {
-                Some(pm) => TlsFailure::PinMismatch { seen: pm.seen },
-                None => TlsFailure::Other {
-                    detail: rustls_err.to_string(),
-                },
-            }
-        }
+        rustls::Error::InvalidCertificate(cause) => TlsFailure::from_certificate_error(cause, None),
         other => TlsFailure::Other {
-            detail: other.to_string(),
+            detail: format!("the handshake failed: {other}"),
         },
     })
 }
@@ -476,6 +473,7 @@ fn classify_body_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::{Fingerprint, PinMismatch};
     use std::io;
     use std::sync::Arc;
 
@@ -502,13 +500,19 @@ mod tests {
         ));
         assert_eq!(tls_failure(&unknown), Some(TlsFailure::UnknownIssuer));
 
-        let other = wrap_twice(rustls::Error::InvalidCertificate(
+        let forged = wrap_twice(rustls::Error::InvalidCertificate(
             rustls::CertificateError::BadSignature,
         ));
-        assert!(matches!(
-            tls_failure(&other),
-            Some(TlsFailure::Other { .. })
+        assert_eq!(tls_failure(&forged), Some(TlsFailure::BadSignature));
+        let alert = wrap_twice(rustls::Error::AlertReceived(
+            rustls::AlertDescription::HandshakeFailure,
         ));
+        match tls_failure(&alert) {
+            Some(TlsFailure::Other { detail }) => {
+                assert!(detail.starts_with("the handshake failed"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
 
         let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused");
         assert_eq!(tls_failure(&refused), None);

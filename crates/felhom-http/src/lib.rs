@@ -16,7 +16,8 @@ pub mod secret;
 pub mod tls;
 
 pub use client::{
-    HttpError, HttpRequest, HttpResponse, HttpsClient, HttpsConfig, HttpsConfigError, TlsFailure,
+    HttpError, HttpRequest, HttpResponse, HttpsClient, HttpsConfig, HttpsConfigError, PoolSettings,
+    TlsFailure,
 };
 pub use secret::{Secret, REDACTED};
 pub use tls::{Fingerprint, FingerprintError, TlsConfigError, TlsTrust};

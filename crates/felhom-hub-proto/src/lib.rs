@@ -1,7 +1,8 @@
 //! felhom-hub-proto: the wire contract between the felhom host agent and the hub.
 //!
 //! `HostReport` (what the agent POSTs to `/api/v1/host-report`) and `ControlEnvelope` (what the
-//! hub answers). With the `golden` feature (tests and `cargo xtask golden` only): the fixed
+//! hub answers). `OpBlob` (the JSON an operator signs for a destructive op), the op catalogue
+//! (`OpKind`) and the blob's one canonical serialisation. With the `golden` feature (tests and `cargo xtask golden` only): the fixed
 //! sample that `testdata/host-report.golden.json` pins, the `shape` diff that names drift between
 //! two versions of the contract, and the one golden-file check.
 //!
@@ -15,12 +16,17 @@ pub mod envelope;
 pub mod golden;
 #[cfg(feature = "golden")]
 pub mod golden_file;
+pub mod op;
 pub mod report;
 #[cfg(feature = "golden")]
 pub mod shape;
 pub mod timestamp;
 
 pub use envelope::ControlEnvelope;
+pub use op::{
+    OpBlob, OpBlobError, OpKind, OpTarget, ParamKind, ParamSpec, ParamValue, SignerEntry,
+    SignerRole, UnknownOp, OP_SIGNATURE_NAMESPACE,
+};
 pub use report::{
     AuditEntry, BackupEntry, GuestReport, GuestSpec, GuestStatus, HostInfo, HostReport,
     JournalState, JournalStatus, PbsSnapshot, RestoreTest, ServiceState, StorageTarget,

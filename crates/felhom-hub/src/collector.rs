@@ -6,11 +6,24 @@
 //! [`CollectError`] and no report is sent. Everything else degrades and is logged: a guest
 //! whose config cannot be read keeps its run status and has no `spec` ("unknown"); a storage
 //! list or content failure leaves those storages or backups out; a failed probe is `unknown`.
-//! Guest configs (and backup listings) are fetched with bounded concurrency.
+//! Guest configs (and backup listings) are fetched with bounded concurrency; the node status,
+//! the guest list and the storage list are read at once, side by side.
+//!
+//! Incremental collection ([`collect_cached`] with a [`GuestCache`], informer-style as
+//! Kubernetes' client-go): the guest list is read every beat and already carries status, name,
+//! cpus, maxmem, maxswap and maxdisk; a guest's config is re-read only when its list entry
+//! changed, when the agent itself wrote to it ([`GuestCache::invalidate`], called by the
+//! reconcile engine), or at a full resync every `resync_every`-th beat. Bound: a change that
+//! the list does not show (a description edited out-of-band, say) appears at the latest at the
+//! next full resync, i.e. within `resync_every` beats (10 beats = 10 min at the default 60 s).
+//! The cache feeds reports only: reconcile always reads a fresh config (and its digest) before
+//! it writes.
 //!
 //! The conversions from PVE's types to the report's (`host_info`, `guest_spec`,
 //! `storage_target`, `backup_entry`, ...) are pure and tested without I/O.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use felhom_hub_proto::{
@@ -33,6 +46,134 @@ const MIB: u64 = 1024 * 1024;
 /// PVE's schema default for an LXC's `memory` and `swap` (MiB) when the key is not set.
 const PVE_DEFAULT_MEMORY_MIB: u64 = 512;
 const PVE_DEFAULT_SWAP_MIB: u64 = 512;
+
+/// A full resync (every guest config re-read) every this many beats by default.
+pub const DEFAULT_RESYNC_EVERY: u32 = 10;
+
+/// The guest configs kept between beats. Cheap to clone: clones share one cache, so the
+/// reconcile engine can hold a clone and [`GuestCache::invalidate`] what it writes.
+#[derive(Debug, Clone)]
+pub struct GuestCache {
+    inner: Arc<Mutex<CacheInner>>,
+}
+
+#[derive(Debug)]
+struct CacheInner {
+    /// Full resync every this many beats (0 or 1: every beat is a full read).
+    resync_every: u32,
+    /// Beats collected through this cache.
+    beats: u64,
+    /// vmid → the list entry its config was read with, and that config.
+    guests: HashMap<u32, CachedGuest>,
+    /// Guests the agent wrote to since their config was read.
+    invalidated: HashSet<u32>,
+}
+
+#[derive(Debug)]
+struct CachedGuest {
+    entry: ListEntry,
+    config: LxcConfig,
+}
+
+/// What of a guest-list entry follows its config (usage figures, which move every beat, are
+/// left out): when any of this changes, the config is read again.
+#[derive(Debug, Clone, PartialEq)]
+struct ListEntry {
+    name: Option<String>,
+    status: PveGuestStatus,
+    cpus: Option<u64>,
+    maxmem: Option<u64>,
+    maxswap: Option<u64>,
+    maxdisk: Option<u64>,
+}
+
+impl ListEntry {
+    fn of(summary: &GuestSummary) -> Self {
+        ListEntry {
+            name: summary.name.clone(),
+            status: summary.status.clone(),
+            cpus: summary.cpus.map(f64::to_bits),
+            maxmem: summary.maxmem,
+            maxswap: summary.maxswap,
+            maxdisk: summary.maxdisk,
+        }
+    }
+}
+
+/// What one beat read, for tests and the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Whether this beat was a full resync.
+    pub full_resync: bool,
+    /// Guest configs read from the API this beat.
+    pub configs_read: usize,
+    /// Guest configs taken from the cache.
+    pub configs_cached: usize,
+}
+
+impl Default for GuestCache {
+    fn default() -> Self {
+        GuestCache::new(DEFAULT_RESYNC_EVERY)
+    }
+}
+
+impl GuestCache {
+    /// An empty cache (the first beat reads everything) resyncing every `resync_every` beats.
+    pub fn new(resync_every: u32) -> Self {
+        GuestCache {
+            inner: Arc::new(Mutex::new(CacheInner {
+                resync_every,
+                beats: 0,
+                guests: HashMap::new(),
+                invalidated: HashSet::new(),
+            })),
+        }
+    }
+
+    /// The agent wrote to guest `vmid` (or is about to): its config is read again next beat.
+    pub fn invalidate(&self, vmid: u32) {
+        self.lock().invalidated.insert(vmid);
+    }
+
+    /// Forget everything: the next beat reads every config.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.guests.clear();
+        inner.invalidated.clear();
+    }
+
+    /// Configs held now.
+    pub fn len(&self) -> usize {
+        self.lock().guests.len()
+    }
+
+    /// Whether no config is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CacheInner> {
+        // The data is a cache: a panic elsewhere cannot leave it worse than stale.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a beat: whether it is a full resync, and the guests invalidated until now (an
+    /// invalidation arriving during the beat stays for the next one).
+    fn begin_beat(&self) -> (bool, HashSet<u32>) {
+        let mut inner = self.lock();
+        let full =
+            inner.resync_every <= 1 || inner.beats.is_multiple_of(u64::from(inner.resync_every));
+        inner.beats += 1;
+        (full, std::mem::take(&mut inner.invalidated))
+    }
+
+    /// The cached config for this list entry, unless it must be read again.
+    fn lookup(&self, summary: &GuestSummary) -> Option<LxcConfig> {
+        let inner = self.lock();
+        let cached = inner.guests.get(&summary.vmid)?;
+        (cached.entry == ListEntry::of(summary)).then(|| cached.config.clone())
+    }
+}
 
 /// Why no report could be collected. Both are reads: collecting again later is always safe.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -99,7 +240,7 @@ where
     collect_with(api, prober, &CollectOptions::new(host_id), now).await
 }
 
-/// Collects one report, stamped `now` (whole seconds).
+/// Collects one report, stamped `now` (whole seconds), reading every guest config.
 pub async fn collect_with<A, P>(
     api: &A,
     prober: &P,
@@ -110,25 +251,60 @@ where
     A: ProxmoxApi + ?Sized,
     P: CloudflaredProber + ?Sized,
 {
-    let node = api.node().to_owned();
-    let status = api
-        .node_status()
+    let cache = GuestCache::new(1);
+    collect_cached(api, prober, options, &cache, now)
         .await
-        .map_err(|source| CollectError::NodeStatus {
-            node: node.clone(),
-            source,
-        })?;
-    let host = host_info(&status, &node);
+        .map(|(report, _)| report)
+}
+
+/// Collects one report, stamped `now`, reading only the guest configs `cache` cannot vouch
+/// for (see the module doc); returns what this beat read.
+pub async fn collect_cached<A, P>(
+    api: &A,
+    prober: &P,
+    options: &CollectOptions,
+    cache: &GuestCache,
+    now: SystemTime,
+) -> Result<(HostReport, CacheStats), CollectError>
+where
+    A: ProxmoxApi + ?Sized,
+    P: CloudflaredProber + ?Sized,
+{
+    let node = api.node().to_owned();
     let concurrency = options.concurrency.max(1);
-    let (guests, (storage_targets, backups), cloudflared) = futures::join!(
-        collect_guests(api, host.cpu_count, concurrency),
-        collect_storage(api, concurrency),
-        prober.probe(),
-    );
-    let guests = guests.map_err(|source| CollectError::GuestList {
-        node: node.clone(),
-        source,
-    })?;
+    // Everything independent at once: the node status no longer holds up the guest list. The
+    // two required reads fail the whole collection as soon as either fails (the rest is
+    // dropped: all reads).
+    let status = async {
+        api.node_status()
+            .await
+            .map_err(|source| CollectError::NodeStatus {
+                node: node.clone(),
+                source,
+            })
+    };
+    let guests = async {
+        collect_guests(api, cache, concurrency)
+            .await
+            .map_err(|source| CollectError::GuestList {
+                node: node.clone(),
+                source,
+            })
+    };
+    let others = async {
+        Ok::<_, CollectError>(futures::join!(
+            collect_storage(api, concurrency),
+            prober.probe()
+        ))
+    };
+    let (status, (read, stats), ((storage_targets, backups), cloudflared)) =
+        futures::try_join!(status, guests, others)?;
+    let host = host_info(&status, &node);
+    let mut guests: Vec<GuestReport> = read
+        .iter()
+        .map(|(summary, config)| guest_report(summary, config.as_ref(), host.cpu_count))
+        .collect();
+    guests.sort_by_key(|g| g.vmid);
     let mut report = HostReport::new(
         options.host_id.clone(),
         options.agent_version.clone(),
@@ -140,29 +316,80 @@ where
     report.storage_targets = storage_targets;
     report.backups = backups;
     report.journal = options.journal.clone();
-    Ok(report)
+    Ok((report, stats))
 }
 
-/// The guests in ascending vmid order, each config read with at most `concurrency` at once.
+/// The guest list and each guest's config (`None`: unreadable this time), configs read with
+/// at most `concurrency` at once and only where `cache` cannot vouch for them. The host's CPU
+/// count is applied later, since the node status is read alongside.
 async fn collect_guests<A: ProxmoxApi + ?Sized>(
     api: &A,
-    host_cpus: u32,
+    cache: &GuestCache,
     concurrency: usize,
-) -> Result<Vec<GuestReport>, ProxmoxError> {
-    let list = api.list_lxc().await?;
-    let mut guests: Vec<GuestReport> = stream::iter(list)
+) -> Result<(Vec<(GuestSummary, Option<LxcConfig>)>, CacheStats), ProxmoxError> {
+    let (full, invalidated) = cache.begin_beat();
+    let list = match api.list_lxc().await {
+        Ok(list) => list,
+        Err(e) => {
+            // Not consumed: they are read again when the list is back.
+            let mut inner = cache.lock();
+            inner.invalidated.extend(invalidated);
+            return Err(e);
+        }
+    };
+    let mut stats = CacheStats {
+        full_resync: full,
+        ..CacheStats::default()
+    };
+    let mut done = Vec::with_capacity(list.len());
+    let mut to_read = Vec::new();
+    for summary in list {
+        let cached = (!full && !invalidated.contains(&summary.vmid))
+            .then(|| cache.lookup(&summary))
+            .flatten();
+        match cached {
+            Some(config) => done.push((summary, Some(config))),
+            None => to_read.push(summary),
+        }
+    }
+    stats.configs_cached = done.len();
+    stats.configs_read = to_read.len();
+    let read: Vec<(GuestSummary, Option<LxcConfig>)> = stream::iter(to_read)
         .map(|summary| async move {
             let config = api.guest_config(summary.vmid).await;
             if let Err(e) = &config {
                 tracing::warn!(vmid = summary.vmid, error = %e, "guest config unreadable: reporting its run status without spec");
             }
-            guest_report(&summary, config.ok().as_ref(), host_cpus)
+            (summary, config.ok())
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    guests.sort_by_key(|g| g.vmid);
-    Ok(guests)
+    {
+        let mut inner = cache.lock();
+        for (summary, config) in &read {
+            match config {
+                Some(c) => {
+                    inner.guests.insert(
+                        summary.vmid,
+                        CachedGuest {
+                            entry: ListEntry::of(summary),
+                            config: c.clone(),
+                        },
+                    );
+                }
+                // Unreadable: read again next beat.
+                None => {
+                    inner.guests.remove(&summary.vmid);
+                }
+            }
+        }
+        done.extend(read);
+        // Guests gone from the list are forgotten.
+        let listed: HashSet<u32> = done.iter().map(|(s, _)| s.vmid).collect();
+        inner.guests.retain(|vmid, _| listed.contains(vmid));
+    }
+    Ok((done, stats))
 }
 
 /// The node's storages, and the backups on the active backup-capable ones. Failures leave

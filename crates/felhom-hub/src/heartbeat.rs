@@ -7,6 +7,10 @@
 //! in-flight collect or report is dropped (a report is a heartbeat, not a mutation: the hub
 //! may or may not have recorded it, and the next run sends a fresh one).
 //!
+//! Beats collect incrementally through [`HeartbeatSettings::guest_cache`] (see
+//! [`collector`]): a steady beat reads the node status, the guest list and the storages, not
+//! every guest's config, over connections kept open from the beat before.
+//!
 //! The interval decision ([`adopt_interval`]) and the status bookkeeping are pure.
 
 use std::fmt;
@@ -18,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cloudflared::CloudflaredProber;
-use crate::collector::{self, CollectError, CollectOptions};
+use crate::collector::{self, CollectError, CollectOptions, GuestCache};
 use crate::hub::{HubClient, HubError};
 
 /// The shortest poll interval the agent accepts from the hub (SPEC §7).
@@ -40,6 +44,9 @@ pub struct HeartbeatSettings {
     pub max_interval: Duration,
     /// The wall clock stamped on reports and the status (injectable for tests).
     pub wall_clock: fn() -> SystemTime,
+    /// Guest configs kept between beats (full resync every 10th beat by default). Hand a clone
+    /// to the reconcile engine so its writes [`GuestCache::invalidate`] what they touch.
+    pub guest_cache: GuestCache,
 }
 
 impl HeartbeatSettings {
@@ -52,6 +59,7 @@ impl HeartbeatSettings {
             min_interval: MIN_POLL_INTERVAL,
             max_interval: MAX_POLL_INTERVAL,
             wall_clock: SystemTime::now,
+            guest_cache: GuestCache::default(),
         }
     }
 
@@ -180,14 +188,15 @@ async fn beat_once<A, P>(
     prober: &P,
     hub: &HubClient,
     options: &CollectOptions,
+    cache: &GuestCache,
     now: SystemTime,
 ) -> Done
 where
     A: ProxmoxApi + ?Sized,
     P: CloudflaredProber + ?Sized,
 {
-    let report = match collector::collect_with(api, prober, options, now).await {
-        Ok(r) => r,
+    let report = match collector::collect_cached(api, prober, options, cache, now).await {
+        Ok((r, _)) => r,
         Err(e) => return Done::CollectFailed(e),
     };
     match hub.report(&report).await {
@@ -229,7 +238,7 @@ where
         let done = tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
-            done = beat_once(api, prober, hub, &settings.collect, now) => done,
+            done = beat_once(api, prober, hub, &settings.collect, &settings.guest_cache, now) => done,
         };
         let outcome = match &done {
             Done::Reported(report, envelope) => {

@@ -2,13 +2,12 @@
 //! verified TLS and decodes the `ControlEnvelope` it answers; `HubError` says what failed.
 //!
 //! Built on felhom-proxmox's `HttpsClient`, the project's one HTTPS stack (timeout over the
-//! whole exchange, bounded response body). Trust is the system roots or a CA file: there is no
-//! way to turn verification off for the hub. The API key lives in a `Secret` and becomes a
+//! whole exchange, bounded response body). Trust is the system roots, a CA file or pinned
+//! certificate fingerprints: there is no way to turn verification off for the hub. The API key lives in a `Secret` and becomes a
 //! header (marked sensitive) only inside [`HubClient::report`]; no error, log line or `Debug`
 //! output carries it.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use felhom_http::{
@@ -18,7 +17,7 @@ use felhom_hub_proto::{ControlEnvelope, HostReport, HOST_REPORT_PATH};
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use http::Method;
 
-use felhom_config::{HubConfig, Url};
+use felhom_types::HttpsUrl;
 
 /// Largest envelope accepted: a real one is under 200 bytes.
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
@@ -32,28 +31,43 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the key is replaced with if the hub echoes it in a body.
 const REDACTED: &str = felhom_http::REDACTED;
 
-/// Settings of a [`HubClient`]. `Debug` is safe: the key prints redacted.
+/// Settings of a [`HubClient`], owned here so the hub client needs no config crate
+/// (felhom-config converts its `hub` section into this). `Debug` is safe: the key prints
+/// redacted.
 #[derive(Debug, Clone)]
 pub struct HubClientConfig {
     /// The hub's base URL; reports go to `{url}/api/v1/host-report`.
-    pub url: Url,
+    pub url: HttpsUrl,
+    /// This host's id at the hub (what reports and signed ops name).
+    pub host_id: String,
     /// Sent as `Authorization: Bearer <api_key>`.
     pub api_key: Secret,
-    /// A PEM CA file to trust instead of the system roots.
-    pub ca_file: Option<PathBuf>,
     /// Limit for one whole report exchange (connect, TLS, send, read the answer).
     pub timeout: Duration,
+    /// How the hub's certificate is trusted: system roots, a CA file or pins. Never
+    /// [`TlsTrust::InsecureSkipVerify`]: [`HubClient::new`] refuses it.
+    pub trust: TlsTrust,
 }
 
-impl HubClientConfig {
-    /// The settings of the config's `hub` section.
-    pub fn from_config(hub: &HubConfig) -> Self {
-        HubClientConfig {
-            url: hub.url.clone(),
-            api_key: hub.api_key.clone(),
-            ca_file: hub.ca_file.clone(),
-            timeout: hub.timeout,
-        }
+/// Why an API key cannot be sent to the hub. Never holds the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ApiKeyError {
+    /// The key is empty.
+    #[error("must not be empty")]
+    Empty,
+    /// The key cannot travel in an HTTP header.
+    #[error("must be printable ASCII without spaces")]
+    NotAHeader,
+}
+
+/// The one rule for the hub API key: non-empty visible ASCII (it becomes a header value).
+pub fn check_api_key(key: &Secret) -> Result<(), ApiKeyError> {
+    if key.is_empty() {
+        Err(ApiKeyError::Empty)
+    } else if !key.expose().bytes().all(|b| b.is_ascii_graphic()) {
+        Err(ApiKeyError::NotAHeader)
+    } else {
+        Ok(())
     }
 }
 
@@ -71,10 +85,22 @@ pub enum HubClientError {
     /// The timeout is zero.
     #[error("hub.timeout_seconds: must be greater than zero")]
     ZeroTimeout,
+    /// Verification turned off: never for the hub.
+    #[error("hub: certificate verification cannot be turned off for the hub")]
+    Insecure,
     /// The HTTPS client refused the settings (an unreadable or empty `hub.ca_file`, no system
     /// roots).
     #[error("hub: {0}")]
     Https(#[from] HttpsConfigError),
+}
+
+impl From<ApiKeyError> for HubClientError {
+    fn from(e: ApiKeyError) -> Self {
+        match e {
+            ApiKeyError::Empty => HubClientError::EmptyKey,
+            ApiKeyError::NotAHeader => HubClientError::KeyNotAHeader,
+        }
+    }
 }
 
 /// A report that did not get an envelope back.
@@ -143,26 +169,15 @@ impl HubClient {
     /// Validates the settings and builds the client (a CA file is read here; no network
     /// traffic yet).
     pub fn new(config: HubClientConfig) -> Result<Self, HubClientError> {
-        if config.api_key.is_empty() {
-            return Err(HubClientError::EmptyKey);
-        }
-        if !config
-            .api_key
-            .expose()
-            .bytes()
-            .all(|b| b.is_ascii_graphic())
-        {
-            return Err(HubClientError::KeyNotAHeader);
-        }
+        check_api_key(&config.api_key)?;
         if config.timeout.is_zero() {
             return Err(HubClientError::ZeroTimeout);
         }
-        let trust = match config.ca_file {
-            Some(path) => TlsTrust::CaFile(path),
-            None => TlsTrust::SystemRoots,
-        };
+        if matches!(config.trust, TlsTrust::InsecureSkipVerify) {
+            return Err(HubClientError::Insecure);
+        }
         let http = HttpsClient::new(HttpsConfig {
-            trust,
+            trust: config.trust,
             connect_timeout: config.timeout.min(MAX_CONNECT_TIMEOUT),
             request_timeout: config.timeout,
             max_body_bytes: MAX_ENVELOPE_BYTES,
@@ -173,11 +188,6 @@ impl HubClient {
             report_url: config.url.join(HOST_REPORT_PATH),
             api_key: config.api_key,
         })
-    }
-
-    /// The client for the config's `hub` section.
-    pub fn from_config(hub: &HubConfig) -> Result<Self, HubClientError> {
-        Self::new(HubClientConfig::from_config(hub))
     }
 
     /// Where reports go: `{hub.url}/api/v1/host-report`.
@@ -261,10 +271,11 @@ mod tests {
 
     fn config(key: &str) -> HubClientConfig {
         HubClientConfig {
-            url: Url::parse("https://hub.example.test/felhom/").unwrap(),
+            url: HttpsUrl::parse("https://hub.example.test/felhom/").unwrap(),
+            host_id: "pve-01".into(),
             api_key: Secret::new(key),
-            ca_file: None,
             timeout: Duration::from_secs(5),
+            trust: TlsTrust::SystemRoots,
         }
     }
 
@@ -275,7 +286,7 @@ mod tests {
         let ck = rcgen::generate_simple_self_signed(vec!["hub.example.test".to_owned()]).unwrap();
         std::fs::write(&ca, ck.cert.pem()).unwrap();
         let mut c = config(KEY);
-        c.ca_file = Some(ca);
+        c.trust = TlsTrust::CaFile(ca);
         HubClient::new(c).unwrap()
     }
 
@@ -323,9 +334,35 @@ mod tests {
     }
 
     #[test]
+    fn the_hub_never_runs_without_verification() {
+        let mut c = config(KEY);
+        c.trust = TlsTrust::InsecureSkipVerify;
+        let e = HubClient::new(c).unwrap_err();
+        assert!(matches!(e, HubClientError::Insecure), "{e}");
+        // Pins are a verified mode.
+        let mut c = config(KEY);
+        c.trust = TlsTrust::Pinned(vec![felhom_http::Fingerprint::of_der(b"hub")]);
+        assert!(HubClient::new(c).is_ok());
+    }
+
+    #[test]
+    fn the_api_key_rule_is_one_function() {
+        assert_eq!(check_api_key(&Secret::new("")), Err(ApiKeyError::Empty));
+        assert_eq!(
+            check_api_key(&Secret::new("a b")),
+            Err(ApiKeyError::NotAHeader)
+        );
+        assert_eq!(check_api_key(&Secret::new(KEY)), Ok(()));
+        assert_eq!(
+            HubClientError::from(ApiKeyError::Empty).to_string(),
+            format!("hub.api_key: {}", ApiKeyError::Empty)
+        );
+    }
+
+    #[test]
     fn a_missing_ca_file_is_named() {
         let mut c = config(KEY);
-        c.ca_file = Some(PathBuf::from("/nonexistent/felhom/hub-ca.pem"));
+        c.trust = TlsTrust::CaFile("/nonexistent/felhom/hub-ca.pem".into());
         let e = HubClient::new(c).unwrap_err();
         assert!(
             e.to_string().contains("/nonexistent/felhom/hub-ca.pem"),

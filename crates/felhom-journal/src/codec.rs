@@ -24,10 +24,14 @@
 //! # Tail rules (see [`scan`])
 //!
 //! Because every append is fsync'd before the next begins, only the last record can be torn by
-//! a crash. So after the last good line, the rest of the buffer may be a *torn tail*: bytes with
-//! no final newline, or one bad line, in either case possibly followed by zero bytes (space the
-//! file system allocated but never wrote). Anything more after a bad line is corruption, and so
-//! is a bad tail with a complete good line inside it (a damaged newline that merged two lines).
+//! a crash, and a torn write never got its final newline onto the disk. So after the last good
+//! line, the rest of the buffer may be a *torn tail*: bytes with no newline at all, possibly
+//! ending in zero bytes (space the file system allocated but never wrote). A complete,
+//! newline-terminated line that is bad (checksum, framing, sequence, or a record that does not
+//! decode) is *corruption* wherever it is, the last line included: its append was acknowledged,
+//! so dropping it would silently forget a record (for the nonce store, a used nonce). A bad
+//! tail with a complete good line inside it (a damaged newline that merged two lines) is
+//! corruption too.
 
 use std::fmt;
 
@@ -54,7 +58,9 @@ impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EncodeError::Json(e) => write!(f, "{e}"),
-            EncodeError::Newline => f.write_str("serialized record contains a raw newline"),
+            EncodeError::Newline => {
+                f.write_str("serialized record is empty or contains a raw newline")
+            }
         }
     }
 }
@@ -153,6 +159,26 @@ pub fn encode_line<R: serde::Serialize + ?Sized>(
     for (i, slot) in out[crc_at..crc_at + CRC_LEN].iter_mut().enumerate() {
         *slot = HEX[((crc >> (28 - 4 * i)) & 0xf) as usize];
     }
+    out.extend_from_slice(b"}\n");
+    Ok(())
+}
+
+/// Appends one complete line for the already-serialized record `rec` (exact JSON bytes, as
+/// [`decode_line`] hands them back) at `seq`: how a repair renumbers intact records without
+/// re-serializing them. Refused, leaving `out` as it was, if `rec` is empty or holds a newline.
+pub fn encode_raw_line(seq: u64, rec: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if rec.is_empty() || memchr::memchr(b'\n', rec).is_some() {
+        return Err(EncodeError::Newline);
+    }
+    out.extend_from_slice(SEQ_PREFIX);
+    let digits_start = out.len();
+    push_decimal(out, seq);
+    let digits_end = out.len();
+    let crc = checksum(&out[digits_start..digits_end], rec);
+    out.extend_from_slice(CRC_PREFIX);
+    out.extend((0..CRC_LEN).map(|i| HEX[((crc >> (28 - 4 * i)) & 0xf) as usize]));
+    out.extend_from_slice(REC_PREFIX);
+    out.extend_from_slice(rec);
     out.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -262,6 +288,8 @@ pub struct Scanned {
 pub struct ScanError {
     /// 1-based line number of the offending line.
     pub line: u64,
+    /// Byte offset of the start of the offending line.
+    pub offset: u64,
     /// What is wrong with it.
     pub reason: String,
 }
@@ -301,6 +329,7 @@ where
             if let Some(at) = embedded_line(rest) {
                 return Err(ScanError {
                     line: line_no,
+                    offset: pos as u64,
                     reason: format!("bad record with a good one inside it at byte {at}"),
                 });
             }
@@ -316,6 +345,7 @@ where
                 if line.seq != expected {
                     return Err(ScanError {
                         line: line_no,
+                        offset: pos as u64,
                         reason: format!(
                             "sequence gap: expected seq {expected}, found {}",
                             line.seq
@@ -324,25 +354,25 @@ where
                 }
                 visit(line_no, line).map_err(|reason| ScanError {
                     line: line_no,
+                    offset: pos as u64,
                     reason,
                 })?;
                 expected += 1;
                 pos += nl + 1;
             }
             Err(e) => {
-                let after = &rest[nl + 1..];
-                if let Some(at) = embedded_line(&rest[..nl]) {
-                    return Err(ScanError {
-                        line: line_no,
-                        reason: format!("{e}, with a good record inside it at byte {at}"),
-                    });
-                }
-                if after.iter().all(|&b| b == 0) {
-                    return torn(format!("bad last line: {e}"));
-                }
+                // Newline-terminated, so its append completed: damage, never a torn write.
+                let reason = if let Some(at) = embedded_line(&rest[..nl]) {
+                    format!("{e}, with a good record inside it at byte {at}")
+                } else if nl + 1 == rest.len() {
+                    format!("{e} (a complete last line: corruption, not a torn write)")
+                } else {
+                    format!("{e}, and more data follows it")
+                };
                 return Err(ScanError {
                     line: line_no,
-                    reason: format!("{e}, and more data follows it"),
+                    offset: pos as u64,
+                    reason,
                 });
             }
         }
@@ -379,6 +409,18 @@ mod tests {
             String::from_utf8(l).unwrap(),
             format!("{{\"seq\":17,\"crc\":\"{crc:08x}\",\"rec\":{{\"a\":1}}}}\n")
         );
+    }
+
+    #[test]
+    fn a_raw_line_is_byte_identical_to_an_encoded_one() {
+        let l = line(42, &serde_json::json!({"a": [1, "é"]}));
+        let rec = decode_line(&l[..l.len() - 1]).unwrap().rec;
+        let mut raw = b"x".to_vec();
+        encode_raw_line(42, rec, &mut raw).unwrap();
+        assert_eq!(&raw[1..], &l[..]);
+        assert!(encode_raw_line(1, b"{\n}", &mut raw).is_err());
+        assert!(encode_raw_line(1, b"", &mut raw).is_err());
+        assert_eq!(&raw[1..], &l[..], "untouched on error");
     }
 
     #[test]
@@ -472,12 +514,44 @@ mod tests {
             if reason.contains("zero bytes"))
         );
 
+        let mut partial_then_zeros = good.clone();
+        partial_then_zeros.extend_from_slice(b"{\"seq\":3,\"cr\0\0\0");
+        let s = count(&partial_then_zeros).unwrap();
+        assert!(matches!(
+            &s.tail,
+            Tail::Torn {
+                line: 3,
+                bytes: 15,
+                ..
+            }
+        ));
+        assert_eq!(s.good_len, good.len() as u64);
+    }
+
+    #[test]
+    fn a_complete_bad_last_line_is_corruption_not_a_torn_tail() {
+        let good = file(2);
+        // A bit flip inside the last record, newline intact.
+        let mut flipped = file(3);
+        let at = good.len() + 40;
+        flipped[at] ^= 0x01;
+        let e = count(&flipped).unwrap_err();
+        assert_eq!((e.line, e.offset), (3, good.len() as u64));
+        assert!(e.reason.contains("complete last line"), "{}", e.reason);
+
+        // A bad complete line followed by zero bytes: the zeros may be torn, the line is not.
         let mut bad_then_zeros = good.clone();
         bad_then_zeros.extend_from_slice(b"{\"seq\":3,garbage\n\0\0\0");
-        let s = count(&bad_then_zeros).unwrap();
-        assert!(matches!(&s.tail, Tail::Torn { line: 3, reason, .. }
-            if reason.starts_with("bad last line")));
-        assert_eq!(s.good_len, good.len() as u64);
+        let e = count(&bad_then_zeros).unwrap_err();
+        assert_eq!((e.line, e.offset), (3, good.len() as u64));
+
+        // A checksummed record the visitor rejects on the last line, too.
+        let e = scan(
+            &file(3),
+            |no, _| if no == 3 { Err("no".into()) } else { Ok(()) },
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3);
     }
 
     #[test]
@@ -537,10 +611,12 @@ mod tests {
             |no, _| if no == 2 { Err("nope".into()) } else { Ok(()) },
         )
         .unwrap_err();
+        let second = buf.iter().position(|&b| b == b'\n').unwrap() as u64 + 1;
         assert_eq!(
             e,
             ScanError {
                 line: 2,
+                offset: second,
                 reason: "nope".into()
             }
         );

@@ -11,6 +11,9 @@
 //! * on open, a torn trailing record is dropped, reported and cut off; any other damage refuses
 //!   the file and names the line.
 //!
+//! [`repair`] is the offline side: inspect a damaged file and move it aside keeping every
+//! record that can be kept (`felhom-agent journal inspect|repair`).
+//!
 //! What this crate must never do: acknowledge a record before `sync_data` returned; silently
 //! drop a record that is not the torn tail; retry a failed fsync (the log is poisoned instead).
 //! It depends on nothing else of ours and does no networking.
@@ -35,11 +38,15 @@ mod error;
 mod fs;
 mod log;
 pub mod ops;
+pub mod repair;
 
 pub use error::JournalError;
 pub use fs::{FaultyFs, FileSystem, FsCall, RealFs};
 pub use log::{Log, Opened, TornTail};
-pub use ops::{KeyState, OpEntry, OpError, OpId, OpJournal, OpRecord, OpState};
+pub use ops::{
+    Compaction, KeyState, OpEntry, OpError, OpId, OpJournal, OpRecord, OpState,
+    DEFAULT_COMPACT_THRESHOLD_BYTES, DEFAULT_RETENTION_SECS,
+};
 
 #[cfg(test)]
 mod tests {

@@ -320,6 +320,15 @@ impl<R> Log<R> {
         self.len() == 0
     }
 
+    /// The file's current size in bytes (every record plus nothing else: a torn tail was cut
+    /// off at open). Cheap: one `fstat` on the open handle, so it follows compaction's rename.
+    pub fn file_len(&self) -> Result<u64, JournalError> {
+        self.file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| JournalError::io(&self.path, "stat", e))
+    }
+
     /// Whether an earlier failure poisoned the log (every change now fails).
     pub fn is_poisoned(&self) -> bool {
         self.poisoned

@@ -22,6 +22,29 @@ use crate::error::JournalError;
 use crate::fs::{FileSystem, RealFs};
 use crate::log::{Log, TornTail};
 
+/// How long [`OpJournal::compact_expired`] keeps the lifecycle of a finished op by default:
+/// long enough to answer "what happened to op X" for a week of incidents, short enough that a
+/// host reconciling for years holds only recent history. Applied idempotency keys are not
+/// subject to it (see [`OpJournal::compact_pruning`]).
+pub const DEFAULT_RETENTION_SECS: u64 = 7 * 24 * 3600;
+
+/// The journal size past which [`OpJournal::needs_compaction`] says to compact by default:
+/// about 20 000 records, replayed in milliseconds; a rewrite of it costs one fsync'd write.
+pub const DEFAULT_COMPACT_THRESHOLD_BYTES: u64 = 4 << 20;
+
+/// What one compaction did, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    /// Ops known before.
+    pub ops_before: usize,
+    /// Ops kept.
+    pub ops_after: usize,
+    /// File size before, in bytes.
+    pub bytes_before: u64,
+    /// File size after, in bytes.
+    pub bytes_after: u64,
+}
+
 /// Longest accepted op id, idempotency key, action or upid, in bytes: these are identifiers,
 /// and a bound keeps one bad caller from bloating every record.
 const MAX_ID_LEN: usize = 512;
@@ -307,6 +330,20 @@ impl Index {
     }
 }
 
+/// The ops whose latest record is not terminal, in start order, from records in file order:
+/// what [`OpJournal::in_flight`] answers, for records read offline (an inspection).
+pub fn in_flight_of<'a>(records: impl IntoIterator<Item = &'a OpRecord>) -> Vec<OpEntry> {
+    let mut index = Index::default();
+    for rec in records {
+        index.apply(rec.clone());
+    }
+    index
+        .entries
+        .into_iter()
+        .filter(|e| !e.state.is_terminal())
+        .collect()
+}
+
 /// The op journal over a [`Log<OpRecord>`], with the idempotency store on the same records.
 #[derive(Debug)]
 pub struct OpJournal {
@@ -472,8 +509,46 @@ impl OpJournal {
     /// Like [`compact`](Self::compact), and also forgets ops that ended before
     /// `finished_before` (unix seconds), except succeeded ops with a key: an applied key is
     /// kept forever.
+    ///
+    /// Why forever: a key guards a one-shot op (a signed destroy, a restore) against running
+    /// twice, and the same signed op may be re-delivered for as long as its signature is valid
+    /// — and the journal cannot know the longest validity window any signer will use. One
+    /// record per applied key (a few hundred bytes) is cheap; a one-shot op run twice is not.
+    /// In-flight ops are always kept (crash recovery needs them); a failed op's key is free
+    /// anyway, so its record goes with the retention like any other finished op.
     pub fn compact_pruning(&mut self, finished_before: u64) -> Result<(), OpError> {
         self.compact_inner(Some(finished_before))
+    }
+
+    /// The daemon's compaction: [`compact_pruning`](Self::compact_pruning) of ops that ended
+    /// more than `retention_secs` before `now`, through the log's atomic rewrite (temp file,
+    /// fsync, rename, directory fsync; a crash at any point leaves the old or the new file,
+    /// both valid). Call it at startup and whenever [`needs_compaction`](Self::needs_compaction).
+    pub fn compact_expired(
+        &mut self,
+        now: u64,
+        retention_secs: u64,
+    ) -> Result<Compaction, OpError> {
+        let ops_before = self.len();
+        let bytes_before = self.log.file_len()?;
+        self.compact_pruning(now.saturating_sub(retention_secs))?;
+        Ok(Compaction {
+            ops_before,
+            ops_after: self.len(),
+            bytes_before,
+            bytes_after: self.log.file_len()?,
+        })
+    }
+
+    /// Whether the file has grown past `threshold_bytes`, so that
+    /// [`compact_expired`](Self::compact_expired) is worth its rewrite.
+    pub fn needs_compaction(&self, threshold_bytes: u64) -> Result<bool, OpError> {
+        Ok(self.log.file_len()? > threshold_bytes)
+    }
+
+    /// The journal file's size in bytes.
+    pub fn file_len(&self) -> Result<u64, OpError> {
+        Ok(self.log.file_len()?)
     }
 
     fn compact_inner(&mut self, finished_before: Option<u64>) -> Result<(), OpError> {

@@ -321,7 +321,7 @@ pub mod validate {
 
     /// A guest id, 100..=999999999.
     pub fn vmid(vmid: u32) -> Result<String, PrivilegedError> {
-        if (100..=999_999_999).contains(&vmid) {
+        if let Ok(vmid) = felhom_types::Vmid::try_from(vmid) {
             Ok(vmid.to_string())
         } else {
             Err(bad(

@@ -29,6 +29,7 @@ use crate::upid::{is_node_name, Upid};
 use felhom_http::Secret;
 use felhom_http::TlsTrust;
 use felhom_http::{HttpRequest, HttpResponse, HttpsClient, HttpsConfig, HttpsConfigError};
+use felhom_types::{HttpsUrl, UrlError, Vmid};
 
 /// Default whole-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,37 +49,62 @@ pub struct ApiToken {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
-    /// The token id is not `user@realm!name`.
-    #[error("token id {token_id:?}: {reason}")]
+    /// The token id breaks one of PVE's rules for `user@realm!name`; `reason` says which.
+    #[error("{reason}, got {token_id:?}")]
     TokenId {
         token_id: String,
         reason: &'static str,
     },
     /// The secret is empty or unusable in the header (the value itself is not shown).
-    #[error("token secret: {reason}")]
+    #[error("{reason}")]
     Secret { reason: &'static str },
 }
 
-/// `[A-Za-z][A-Za-z0-9.\-_]+`: PVE's pattern for realms and token names.
-fn is_pve_ident(s: &str) -> bool {
+/// Which part of `[A-Za-z][A-Za-z0-9._-]+` (at least 2 characters) `s` breaks, if any.
+fn pve_ident_problem(s: &str) -> Option<IdentProblem> {
     let b = s.as_bytes();
-    b.len() >= 2
-        && b[0].is_ascii_alphabetic()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+    if b.len() < 2 {
+        Some(IdentProblem::Short)
+    } else if !b[0].is_ascii_alphabetic() {
+        Some(IdentProblem::First)
+    } else if !b[1..]
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+    {
+        Some(IdentProblem::Chars)
+    } else {
+        None
+    }
+}
+
+enum IdentProblem {
+    Short,
+    First,
+    Chars,
 }
 
 impl ApiToken {
-    /// Validates and builds a token. The id must be `user@realm!name` (PVE's
-    /// `split_tokenid`); the secret must be usable in the header: PVE splits on the last `=`,
-    /// stops at `;` and percent-decodes, so those characters cannot appear.
+    /// Validates and builds a token: [`ApiToken::check_token_id`] and
+    /// [`ApiToken::check_secret`].
     pub fn new(token_id: impl Into<String>, secret: Secret) -> Result<Self, TokenError> {
         let token_id = token_id.into();
+        Self::check_token_id(&token_id)?;
+        Self::check_secret(&secret)?;
+        Ok(ApiToken { token_id, secret })
+    }
+
+    /// PVE's rules for a token id (`split_tokenid` and pve-access-control's patterns): `user@realm!name`,
+    /// the user 1 to 60 characters without whitespace, `:`, `/` or `!`, the realm and the token
+    /// name `[A-Za-z][A-Za-z0-9._-]+` (realm at most 32, name at most 64 characters). The error
+    /// says which rule is broken.
+    pub fn check_token_id(token_id: &str) -> Result<(), TokenError> {
         let bad = |reason| TokenError::TokenId {
-            token_id: token_id.clone(),
+            token_id: token_id.to_owned(),
             reason,
         };
+        if token_id.len() > 128 {
+            return Err(bad("must be at most 128 characters"));
+        }
         let (userid, name) = token_id
             .rsplit_once('!')
             .ok_or_else(|| bad("must be user@realm!tokenname"))?;
@@ -86,22 +112,42 @@ impl ApiToken {
             .rsplit_once('@')
             .ok_or_else(|| bad("must be user@realm!tokenname"))?;
         if user.is_empty()
+            || user.len() > 60
             || user
                 .chars()
-                .any(|c| c.is_whitespace() || matches!(c, ':' | '/' | '!'))
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ':' | '/' | '!'))
         {
             return Err(bad(
-                "user must be non-empty without whitespace, ':', '/' or '!'",
+                "user must be 1 to 60 characters without whitespace, ':', '/' or '!'",
             ));
         }
-        if !is_pve_ident(realm) {
-            return Err(bad("realm must match [A-Za-z][A-Za-z0-9.-_]+"));
+        if pve_ident_problem(realm).is_some() || realm.len() > 32 {
+            return Err(bad(
+                "realm must be 2 to 32 characters matching [A-Za-z][A-Za-z0-9._-]+",
+            ));
         }
-        if !is_pve_ident(name) {
-            return Err(bad("token name must match [A-Za-z][A-Za-z0-9.-_]+"));
+        match pve_ident_problem(name) {
+            Some(IdentProblem::Short) => Err(bad(
+                "token name must be at least 2 characters ([A-Za-z][A-Za-z0-9._-]+)",
+            )),
+            Some(IdentProblem::First) => Err(bad(
+                "token name must start with a letter ([A-Za-z][A-Za-z0-9._-]+)",
+            )),
+            Some(IdentProblem::Chars) => Err(bad(
+                "token name may hold only letters, digits, '.', '_' and '-' ([A-Za-z][A-Za-z0-9._-]+)",
+            )),
+            None if name.len() > 64 => Err(bad("token name must be at most 64 characters")),
+            None => Ok(()),
         }
+    }
+
+    /// The secret must be usable in the header: PVE splits on the last `=`, stops at `;` and
+    /// percent-decodes, so those characters cannot appear. The error never shows the secret.
+    pub fn check_secret(secret: &Secret) -> Result<(), TokenError> {
         if secret.is_empty() {
-            return Err(TokenError::Secret { reason: "is empty" });
+            return Err(TokenError::Secret {
+                reason: "token secret is empty",
+            });
         }
         if !secret
             .expose()
@@ -109,15 +155,21 @@ impl ApiToken {
             .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b'=' | b'%' | b','))
         {
             return Err(TokenError::Secret {
-                reason: "must be printable ascii without whitespace, ';', '=', '%' or ','",
+                reason:
+                    "token secret must be printable ASCII without whitespace, ';', '=', '%' or ','",
             });
         }
-        Ok(ApiToken { token_id, secret })
+        Ok(())
     }
 
     /// `user@realm!name`.
     pub fn token_id(&self) -> &str {
         &self.token_id
+    }
+
+    /// The secret (its `Debug` and `Display` are redacted; only `expose` shows it).
+    pub fn secret(&self) -> &Secret {
+        &self.secret
     }
 
     /// The `Authorization` header value, built at send time and marked sensitive so hyper and
@@ -185,42 +237,78 @@ impl PveClientConfig {
 #[non_exhaustive]
 pub enum ClientConfigError {
     /// `api_url` is unusable.
-    #[error("proxmox.api_url {url:?}: {reason}")]
-    ApiUrl { url: String, reason: &'static str },
+    #[error("proxmox.api_url: {0}")]
+    ApiUrl(UrlError),
     /// `node` is not a PVE node name.
-    #[error("proxmox.node {node:?}: must match [a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?")]
-    Node { node: String },
+    #[error("proxmox.node: {0}")]
+    Node(NodeNameError),
     /// The HTTPS client could not be built (TLS trust, limits).
     #[error(transparent)]
     Https(#[from] HttpsConfigError),
 }
 
+/// The PVE API's base URL: `https://HOST[:PORT][/prefix]`, with or without the trailing
+/// `/api2/json` (the client adds it). The one rule for `proxmox.api_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiUrl(HttpsUrl);
+
+impl ApiUrl {
+    /// Parses `s`: an [`HttpsUrl`] whose path is empty or ends with `/api2/json`.
+    pub fn parse(s: &str) -> Result<ApiUrl, UrlError> {
+        let url = HttpsUrl::parse(s.trim())?;
+        if url.path().is_empty() {
+            return Ok(ApiUrl(url));
+        }
+        match url.path().strip_suffix("/api2/json") {
+            Some(prefix) => Ok(ApiUrl(url.with_path(prefix))),
+            None => Err(UrlError::new(
+                "path must be empty or end with /api2/json (the client adds it)",
+                s,
+            )),
+        }
+    }
+
+    /// The URL without `/api2/json`, as an operator writes it.
+    pub fn url(&self) -> &HttpsUrl {
+        &self.0
+    }
+
+    /// The API base the client sends to: `https://host:8006/api2/json`.
+    pub fn api_base(&self) -> String {
+        self.0.join("/api2/json")
+    }
+}
+
+impl fmt::Display for ApiUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A string that is not a PVE node name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected a node name (1 to 63 letters, digits and inner '-'), got {node:?}")]
+pub struct NodeNameError {
+    /// The string given.
+    pub node: String,
+}
+
+/// PVE's `pve-node` format (a DNS label): the one rule for `proxmox.node`.
+pub fn check_node_name(node: &str) -> Result<(), NodeNameError> {
+    if is_node_name(node) {
+        Ok(())
+    } else {
+        Err(NodeNameError {
+            node: node.to_owned(),
+        })
+    }
+}
+
 /// Normalises `https://host:8006[/api2/json]` to the API base without a trailing slash.
 pub(crate) fn api_base(url: &str) -> Result<String, ClientConfigError> {
-    let bad = |reason| ClientConfigError::ApiUrl {
-        url: url.to_owned(),
-        reason,
-    };
-    let uri: http::Uri = url.trim().parse().map_err(|_| bad("is not a valid url"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(bad("must be an https:// url"));
-    }
-    let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(bad("must not contain credentials"));
-    }
-    if uri.query().is_some() {
-        return Err(bad("must not have a query"));
-    }
-    let path = uri.path().trim_end_matches('/');
-    let prefix = if path.is_empty() {
-        String::new()
-    } else if let Some(p) = path.strip_suffix("/api2/json") {
-        p.to_owned()
-    } else {
-        return Err(bad("path must be empty or end with /api2/json"));
-    };
-    Ok(format!("https://{authority}{prefix}/api2/json"))
+    ApiUrl::parse(url)
+        .map(|u| u.api_base())
+        .map_err(ClientConfigError::ApiUrl)
 }
 
 /// Characters left as-is in a path segment; everything else is percent-encoded (a UPID's
@@ -293,14 +381,9 @@ fn invalid(what: &'static str, detail: String) -> ProxmoxError {
 }
 
 fn check_vmid(vmid: u32) -> Result<(), ProxmoxError> {
-    if (100..=999_999_999).contains(&vmid) {
-        Ok(())
-    } else {
-        Err(invalid(
-            "vmid",
-            format!("{vmid} is outside 100..=999999999"),
-        ))
-    }
+    Vmid::try_from(vmid)
+        .map(drop)
+        .map_err(|e| invalid("vmid", e.to_string()))
 }
 
 /// PVE's `pve-configid`: `[a-z][a-z0-9_-]+`, case-insensitive (config keys, snapshot names).
@@ -776,9 +859,7 @@ impl PveClient {
     /// Validates the config and builds the client (no network traffic yet).
     pub fn new(config: PveClientConfig) -> Result<Self, ClientConfigError> {
         let base = api_base(&config.api_url)?;
-        if !is_node_name(&config.node) {
-            return Err(ClientConfigError::Node { node: config.node });
-        }
+        check_node_name(&config.node).map_err(ClientConfigError::Node)?;
         let http = HttpsClient::new(HttpsConfig {
             trust: config.trust,
             connect_timeout: config.timeout.min(MAX_CONNECT_TIMEOUT),
@@ -1022,6 +1103,22 @@ mod tests {
             assert!(matches!(err, TokenError::TokenId { .. }), "{bad}: {err}");
             assert!(!err.to_string().contains(SECRET));
         }
+    }
+
+    #[test]
+    fn a_token_id_error_names_the_rule_it_breaks() {
+        let said = |id: &str| ApiToken::check_token_id(id).unwrap_err().to_string();
+        assert_eq!(
+            said("a@pve!b"),
+            "token name must be at least 2 characters ([A-Za-z][A-Za-z0-9._-]+), got \"a@pve!b\""
+        );
+        assert!(said("a@pve!1tok").starts_with("token name must start with a letter"));
+        assert!(said("a@pve!to ken").starts_with("token name may hold only letters"));
+        assert!(said("a@p!tok").starts_with("realm must be 2 to 32 characters"));
+        assert!(said("@pve!tok").starts_with("user must be 1 to 60 characters"));
+        assert!(said("root").starts_with("must be user@realm!tokenname"));
+        assert!(said(&format!("a@pve!t{}", "o".repeat(64)))
+            .starts_with("token name must be at most 64"));
     }
 
     #[test]

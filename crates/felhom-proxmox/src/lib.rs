@@ -21,8 +21,12 @@ pub use api::{
     ConfigUpdate, ProxmoxApi, RestoreRequest, SetConfigOutcome, VzdumpCompress, VzdumpMode,
     VzdumpOutcome, VzdumpRequest,
 };
-pub use client::{ApiToken, ClientConfigError, PveClient, PveClientConfig, TokenError};
+pub use client::{
+    check_node_name, ApiToken, ApiUrl, ClientConfigError, NodeNameError, PveClient,
+    PveClientConfig, TokenError,
+};
 pub use error::{ApiError, MissingPrivilege, ProxmoxError, TaskError};
+pub use felhom_types::{HttpsUrl, UrlError, Vmid};
 pub use task::{wait_task, PollSchedule, TaskOutcome, WaitOptions};
 pub use types::{
     GuestStatus, GuestSummary, LxcConfig, NodeInfo, NodeStatus, Permissions, Snapshot,

@@ -68,6 +68,7 @@ fn is_hex(s: &str) -> bool {
 pub(crate) fn is_node_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
+        && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')

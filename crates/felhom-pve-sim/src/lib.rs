@@ -122,6 +122,12 @@ impl PveSim {
         self.addr
     }
 
+    /// TCP connections accepted since start: a client that reuses its connections opens none
+    /// on a steady beat.
+    pub fn connections_accepted(&self) -> u64 {
+        self.state.connections_accepted()
+    }
+
     /// SHA-256 of the served leaf certificate (DER), `AB:CD:…` uppercase, as `/nodes` reports
     /// it in `ssl_fingerprint`.
     pub fn fingerprint(&self) -> String {

@@ -192,7 +192,7 @@ impl Inner {
         let mut guests = BTreeMap::new();
         let mut pid = 0x0001_2000u32;
         for (vmid, spec) in &cfg.guests {
-            if !(100..=999_999_999).contains(vmid) {
+            if felhom_types::Vmid::try_from(*vmid).is_err() {
                 return Err(config_error(format!(
                     "guest {vmid}: vmid must be 100-999999999"
                 )));

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use crate::normalize::MIB;
 
-/// Lowest vmid PVE accepts (`pve-vmid`).
-pub const VMID_MIN: u32 = 100;
-/// Highest vmid PVE accepts (`pve-vmid`).
-pub const VMID_MAX: u32 = 999_999_999;
+/// Lowest vmid PVE accepts (`pve-vmid`): [`felhom_types::Vmid`]'s rule.
+pub const VMID_MIN: u32 = felhom_types::Vmid::MIN;
+/// Highest vmid PVE accepts (`pve-vmid`): [`felhom_types::Vmid`]'s rule.
+pub const VMID_MAX: u32 = felhom_types::Vmid::MAX;
 /// PVE's LXC `cores` range.
 pub const CORES_MAX: u32 = 8192;
 /// PVE's LXC minimum `memory` (16 MiB), in bytes.
@@ -79,10 +79,8 @@ impl DesiredGuest {
 
     /// Checks every field against PVE's limits.
     pub fn validate(&self) -> Result<(), InvalidGuest> {
-        if !(VMID_MIN..=VMID_MAX).contains(&self.vmid) {
-            return Err(InvalidGuest::Vmid {
-                got: u64::from(self.vmid),
-            });
+        if let Err(e) = felhom_types::Vmid::try_from(self.vmid) {
+            return Err(InvalidGuest::Vmid { got: e.got });
         }
         if let Some(spec) = &self.spec {
             if let Some(cores) = spec.cores {
@@ -706,10 +704,9 @@ impl TryFrom<wire::GuestEntry> for DesiredGuest {
     type Error = InvalidGuest;
 
     fn try_from(wire: wire::GuestEntry) -> Result<Self, Self::Error> {
-        let vmid = u32::try_from(wire.vmid)
-            .ok()
-            .filter(|vmid| (VMID_MIN..=VMID_MAX).contains(vmid))
-            .ok_or(InvalidGuest::Vmid { got: wire.vmid })?;
+        let vmid = felhom_types::Vmid::new(wire.vmid)
+            .map_err(|e| InvalidGuest::Vmid { got: e.got })?
+            .get();
         let guest = Self {
             vmid,
             run_state: wire.run_state.map(RunState::from),

@@ -428,13 +428,9 @@ async fn startup_recovery_closes_an_op_a_crash_left_in_flight() {
     let env = Env::start(60).await;
     // A start PVE ran while "the previous daemon" crashed after journaling its UPID.
     let client = felhom_config::pve::client(
-        &felhom_config::Config::load(
-            &env.config,
-            std::iter::empty::<(String, String)>(),
-            felhom_config::Mode::Daemon,
-        )
-        .unwrap()
-        .proxmox,
+        &felhom_config::Config::load(&env.config, std::iter::empty::<(String, String)>())
+            .unwrap()
+            .proxmox,
     )
     .unwrap();
     use felhom_proxmox::ProxmoxApi as _;

@@ -6,5 +6,6 @@
 mod commands;
 mod daemon;
 mod hostile;
+mod journal_cmd;
 mod support;
 mod verify_op;

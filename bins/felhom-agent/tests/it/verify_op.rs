@@ -12,12 +12,14 @@ use crate::support::{run, workspace_file, HOST_ID};
 /// Inside every valid vector's window (10:00..10:15Z).
 const AT: &str = "2026-11-23T10:05:00Z";
 /// The valid vectors, by key.
-const VALID: [(&str, &[&str]); 5] = [
+const VALID: [(&str, &[&str]); 6] = [
     ("ed25519", &["ed25519-sha256", "ed25519-sha512"]),
     ("rsa2048", &["rsa2048-sha256", "rsa2048-sha512"]),
     ("rsa4096", &["rsa4096-sha256", "rsa4096-sha512"]),
     ("ecdsa256", &["ecdsa256-sha256", "ecdsa256-sha512"]),
     ("ecdsa384", &["ecdsa384-sha256", "ecdsa384-sha512"]),
+    // FIDO sk-ecdsa, minted by `cargo xtask vectors` (checked there with ssh-keygen).
+    ("sk-ecdsa256", &["sk-ecdsa256-sha512"]),
 ];
 const ECDSA521: (&str, &[&str]) = ("ecdsa521", &["ecdsa521-sha256", "ecdsa521-sha512"]);
 
@@ -32,11 +34,18 @@ fn pub_key(key: &str) -> String {
         .to_owned()
 }
 
-/// A daemon config whose hub host is `pve-01`, pinning `keys`, with the nonce store in `dir`.
+/// A daemon config whose hub host is `pve-01`, pinning `keys` as `ops-KEY`, with the nonce
+/// store in `dir`.
 fn config(dir: &Path, keys: &[&str]) -> PathBuf {
+    let named: Vec<(String, &str)> = keys.iter().map(|k| (format!("ops-{k}"), *k)).collect();
+    config_named(dir, &named)
+}
+
+/// As [`config`], pinning each `(key_id, key)`.
+fn config_named(dir: &Path, keys: &[(String, &str)]) -> PathBuf {
     let signers: Vec<Value> = keys
         .iter()
-        .map(|k| json!({ "key_id": format!("ops-{k}"), "role": "operational", "public_key": pub_key(k) }))
+        .map(|(id, k)| json!({ "key_id": id, "role": "operational", "public_key": pub_key(k) }))
         .collect();
     let doc = json!({
         "proxmox": {
@@ -107,6 +116,13 @@ async fn every_key_type_is_accepted_when_pinned() {
                 "{out}"
             );
             assert!(out.contains("evaluated at 2026-11-23T10:05:00Z"), "{out}");
+            assert!(
+                out.contains(&format!(
+                    "key_id  \"ops-{key}\" in the blob (matches the signer)"
+                )),
+                "{out}"
+            );
+            assert!(!out.contains("MISMATCH"), "{out}");
             assert!(out.contains("dry run: nothing was executed"), "{out}");
         }
     }
@@ -247,4 +263,36 @@ async fn unreadable_inputs_and_bad_config_exit_2() {
             "{out}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_key_id_naming_another_signer_is_accepted_but_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    // The vector's blob says key_id "ops-ed25519"; here that name belongs to the rsa key and
+    // the ed25519 key that really signed is pinned as "anna".
+    let cfg = config_named(
+        dir.path(),
+        &[
+            ("anna".to_string(), "ed25519"),
+            ("ops-ed25519".to_string(), "rsa2048"),
+        ],
+    );
+    let (code, out, err) = verify_vector(&cfg, "ed25519-sha512", AT).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("signer  anna (operational, ssh-ed25519 "),
+        "{out}"
+    );
+    assert!(
+        out.contains("key_id  \"ops-ed25519\" in the blob, but signed by \"anna\": MISMATCH"),
+        "{out}"
+    );
+    // And a key_id naming nobody.
+    let cfg = config_named(dir.path(), &[("bela".to_string(), "ecdsa256")]);
+    let (code, out, _) = verify_vector(&cfg, "ecdsa256-sha512", AT).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("key_id  \"ops-ecdsa256\" in the blob, but signed by \"bela\": MISMATCH"),
+        "{out}"
+    );
 }

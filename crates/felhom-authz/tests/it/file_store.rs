@@ -148,22 +148,122 @@ fn one_writer_per_file() {
     FileNonceStore::open(&path).unwrap();
 }
 
+/// A store with nonces `a`, `b`, `c` recorded, closed; returns the file's lines.
+fn three_nonces(path: &std::path::Path) -> Vec<String> {
+    let store = FileNonceStore::open(path).unwrap();
+    for n in ["a", "b", "c"] {
+        store.record(n, T).unwrap();
+    }
+    drop(store);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The store must refuse everything: every nonce seen, nothing recorded, the file untouched.
+fn assert_fails_safe(path: &std::path::Path, line: u64) {
+    let before = std::fs::read(path).unwrap();
+    let store = FileNonceStore::open(path).expect("a corrupt store opens, disabled");
+    assert_eq!(store.corruption(), Some(line));
+    assert!(store.is_disabled());
+    for n in ["a", "b", "c", "never-used"] {
+        assert!(store.seen(n), "{n} must read as seen");
+    }
+    let err = store.record("c", T).unwrap_err();
+    assert!(
+        matches!(&err, NonceStoreError::Disabled { first_failure, .. }
+            if first_failure.contains(&format!("line {line} is corrupt"))
+                && first_failure.contains("journal repair")),
+        "{err}"
+    );
+    assert!(matches!(
+        store.record("fresh", T),
+        Err(NonceStoreError::Disabled { .. })
+    ));
+    assert!(matches!(
+        store.prune(T + Duration::days(365)),
+        Err(NonceStoreError::Disabled { .. })
+    ));
+    assert!(store.compact().is_err());
+    assert_eq!(std::fs::read(path).unwrap(), before, "file untouched");
+}
+
 #[test]
-fn a_corrupt_record_before_the_last_refuses_to_open() {
+fn a_corrupt_record_before_the_last_opens_a_store_that_refuses_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nonces.log");
-    {
-        let store = FileNonceStore::open(&path).unwrap();
-        for n in ["a", "b", "c"] {
-            store.record(n, T).unwrap();
-        }
-    }
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut lines = three_nonces(&path);
     lines[1] = lines[1].replace("\"b\"", "\"x\"");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    let err = FileNonceStore::open(&path).unwrap_err();
-    assert!(err.to_string().contains("line 2"), "{err}");
+    assert_fails_safe(&path, 2);
+}
+
+#[test]
+fn a_bit_flip_in_the_last_complete_record_is_corruption_and_its_nonce_stays_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nonces.log");
+    let key = ed25519_key(1);
+    let blob = blob();
+    let sig = sign(&key, &blob, HashAlg::Sha512);
+    {
+        let store = FileNonceStore::open(&path).unwrap();
+        store.record("a", T).unwrap();
+        let verifier = Verifier::new(vec![signer_of(&key, "ops")], store, HOST);
+        verifier.verify(&blob, &sig, NOW).unwrap();
+    }
+    // Flip one bit inside the last record's nonce (its newline intact): that line was
+    // acknowledged, so this is damage, not a torn write.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    let at = last
+        + bytes[last..]
+            .windows(9)
+            .position(|w| w == b"\"nonce\":\"")
+            .unwrap()
+        + 10;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let store = FileNonceStore::open(&path).unwrap();
+    assert_eq!(store.corruption(), Some(2));
+    let verifier = Verifier::new(vec![signer_of(&key, "ops")], store, HOST);
+    let err = verifier.verify(&blob, &sig, NOW).unwrap_err();
+    assert!(matches!(err, AuthzError::Replay { .. }), "{err}");
+    assert!(verifier.check(&blob, &sig, NOW).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing dropped");
+    // The read-only snapshot (verify-op) refuses the file too.
+    let err = FileNonceStore::snapshot(&path).unwrap_err();
+    assert!(err.to_string().contains("line 2 is corrupt"), "{err}");
+}
+
+#[test]
+fn a_torn_tail_without_newline_or_of_zero_bytes_is_still_repaired() {
+    for tail in [
+        &b"{\"seq\":4,\"crc\":\"0a"[..],
+        &[0u8; 512][..],
+        b"{\"seq\":4,\0\0\0\0",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nonces.log");
+        three_nonces(&path);
+        let good = std::fs::read(&path).unwrap();
+        let mut torn = good.clone();
+        torn.extend_from_slice(tail);
+        std::fs::write(&path, &torn).unwrap();
+        let store = FileNonceStore::open(&path).unwrap();
+        assert!(!store.is_disabled() && store.corruption().is_none());
+        assert_eq!(store.len(), 3);
+        assert!(store.seen("c") && !store.seen("d"));
+        assert_eq!(std::fs::read(&path).unwrap(), good, "torn bytes cut off");
+        assert_eq!(store.record("d", T).unwrap(), NonceOutcome::Fresh);
+        assert_eq!(store.record("c", T).unwrap(), NonceOutcome::Seen);
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! felhom-authz integration tests: one binary (link time), one module per concern.
 
+mod binding;
 mod file_store;
 mod props;
 mod replay;

@@ -185,6 +185,17 @@ impl MintedSk {
         }
     }
 
+    /// The same key pair under another application string.
+    pub fn with_application(&self, application: &str) -> Self {
+        MintedSk {
+            key: match &self.key {
+                SkKey::Ed25519(k) => SkKey::Ed25519(k.clone()),
+                SkKey::EcdsaP256(k) => SkKey::EcdsaP256(k.clone()),
+            },
+            application: application.to_string(),
+        }
+    }
+
     pub fn key_data(&self) -> KeyData {
         match &self.key {
             SkKey::Ed25519(k) => {
@@ -403,4 +414,33 @@ pub fn malleate_ecdsa(armored: &[u8]) -> Vec<u8> {
     .to_pem(LineEnding::LF)
     .unwrap()
     .into_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+/// A tracing writer that keeps what was logged, to assert on it.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether `program` is an executable file in a `PATH` directory.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

@@ -22,10 +22,23 @@ const VALID: &[(&str, &str, &str, Option<u32>)] = &[
     ("ecdsa384-sha256", "ecdsa384", "restore_guest", Some(210)),
     ("ecdsa521-sha512", "ecdsa521", "rotate_keys", None),
     ("ecdsa521-sha256", "ecdsa521", "rotate_keys", None),
+    // FIDO sk-ecdsa, minted by `cargo xtask vectors` and checked there by ssh-keygen.
+    (
+        "sk-ecdsa256-sha512",
+        "sk-ecdsa256",
+        "destroy_guest",
+        Some(105),
+    ),
 ];
 
 const KEYS: &[&str] = &[
-    "ed25519", "rsa2048", "rsa4096", "ecdsa256", "ecdsa384", "ecdsa521",
+    "ed25519",
+    "rsa2048",
+    "rsa4096",
+    "ecdsa256",
+    "ecdsa384",
+    "ecdsa521",
+    "sk-ecdsa256",
 ];
 
 fn all_signers() -> Vec<Signer> {

@@ -338,3 +338,29 @@ async fn an_unauthorized_key_is_a_failure_like_any_other() {
     assert!(!line.contains(KEY), "{line}");
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn connections_outlive_the_interval_so_a_steady_beat_opens_none() {
+    let mut rig = start(interval(Some(3600)), Duration::from_secs(60)).await;
+    let first = rig.beat().await;
+    assert_eq!(first.kind, "reported", "{first:?}");
+    let opened = rig.pve.connections_accepted();
+    assert!(opened >= 1);
+    let configs = rig.pve.state().requests("GET", "/nodes/pve/lxc/100/config");
+    assert_eq!(configs, 1);
+
+    // The longest interval the hub may ask for: the pool still holds the connections.
+    let second = rig.beat_after(Duration::from_secs(3600)).await;
+    assert_eq!(second.kind, "reported", "{second:?}");
+    assert_eq!(
+        rig.pve.connections_accepted(),
+        opened,
+        "a steady beat an hour later opens no new connection"
+    );
+    assert_eq!(
+        rig.pve.state().requests("GET", "/nodes/pve/lxc/100/config"),
+        1,
+        "an unchanged guest's config is not read again"
+    );
+    rig.stop().await;
+}

@@ -184,9 +184,14 @@ async fn untrusted_unreachable_and_slow_hubs_are_transport_errors() {
 
     // Trusting another hub's CA: the handshake fails, nothing was sent.
     let mistrusting = HubClient::new(felhom_hub::hub::HubClientConfig {
-        url: felhom_config::Url::parse(&hub.base_url()).unwrap(),
+        url: felhom_types::HttpsUrl::parse(&hub.base_url()).unwrap(),
         api_key: felhom_proxmox::Secret::new(KEY),
-        ca_file: Some(support::write_ca(&dir, "other-ca.pem", &other.ca_pem())),
+        trust: felhom_proxmox::TlsTrust::CaFile(support::write_ca(
+            &dir,
+            "other-ca.pem",
+            &other.ca_pem(),
+        )),
+        host_id: "pve-01".into(),
         timeout: Duration::from_secs(10),
     })
     .unwrap();
@@ -217,4 +222,34 @@ async fn untrusted_unreachable_and_slow_hubs_are_transport_errors() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// `hub.fingerprint_sha256` (issue 9 item 1): the client trusts the pinned leaf, with no CA
+/// file, and refuses a hub whose certificate is not the pinned one.
+#[tokio::test]
+async fn a_pinned_hub_is_reached_and_a_wrong_pin_is_refused() {
+    let hub = support::hub().await;
+    let pinned = |fp: felhom_proxmox::Fingerprint| {
+        HubClient::new(felhom_hub::hub::HubClientConfig {
+            url: felhom_types::HttpsUrl::parse(&hub.base_url()).unwrap(),
+            host_id: "pve-01".into(),
+            api_key: felhom_proxmox::Secret::new(KEY),
+            timeout: Duration::from_secs(10),
+            trust: felhom_proxmox::TlsTrust::Pinned(vec![fp]),
+        })
+        .unwrap()
+    };
+    let report = sample_host_report();
+    let right = pinned(hub.fingerprint().parse().unwrap());
+    right.report(&report).await.expect("the pinned hub answers");
+    assert_eq!(hub.requests().len(), 1);
+
+    let other = HubSim::start(HubSimConfig::default()).await.unwrap();
+    let wrong = pinned(other.fingerprint().parse().unwrap());
+    match wrong.report(&report).await.unwrap_err() {
+        e @ HubError::Transport(HttpError::Tls { .. }) => assert_no_key(&e),
+        other => panic!("{other:?}"),
+    }
+    // Nothing reached the hub through the wrong pin.
+    assert_eq!(hub.requests().len(), 1);
 }

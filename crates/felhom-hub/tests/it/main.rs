@@ -7,5 +7,6 @@ mod cloudflared;
 mod collector;
 mod heartbeat;
 mod hub_client;
+mod incremental;
 mod secrets;
 mod support;

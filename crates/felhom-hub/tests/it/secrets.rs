@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use felhom_config::Url;
 use felhom_hub::cloudflared::FixedProber;
 use felhom_hub::heartbeat::{self, Beat, HeartbeatSettings};
 use felhom_hub::hub::{HubClient, HubClientConfig};
@@ -12,6 +11,7 @@ use felhom_hub_proto::golden::sample_host_report;
 use felhom_hub_proto::ServiceState;
 use felhom_proxmox::Secret;
 use felhom_pve_sim::HubFault;
+use felhom_types::HttpsUrl as Url;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, KEY};
@@ -25,7 +25,8 @@ async fn the_key_appears_nowhere_but_on_the_wire() {
     let config = HubClientConfig {
         url: Url::parse(&hub.base_url()).unwrap(),
         api_key: Secret::new(KEY),
-        ca_file: Some(support::write_ca(&dir, "ca.pem", &hub.ca_pem())),
+        trust: felhom_proxmox::TlsTrust::CaFile(support::write_ca(&dir, "ca.pem", &hub.ca_pem())),
+        host_id: "pve-01".into(),
         timeout: Duration::from_secs(10),
     };
     assert!(!format!("{config:?}").contains(KEY));

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use felhom_config::Url;
 use felhom_hub::hub::{HubClient, HubClientConfig};
 use felhom_hub_proto::shape::{shape_of, Kind};
 use felhom_proxmox::{
@@ -16,6 +15,7 @@ use felhom_proxmox::{
 use felhom_pve_sim::{
     HubSim, HubSimConfig, PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
 };
+use felhom_types::HttpsUrl as Url;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -69,7 +69,8 @@ pub fn hub_client_with(hub: &HubSim, dir: &TempDir, key: &str, timeout: Duration
     HubClient::new(HubClientConfig {
         url: Url::parse(&hub.base_url()).unwrap(),
         api_key: Secret::new(key),
-        ca_file: Some(write_ca(dir, "hub-ca.pem", &hub.ca_pem())),
+        trust: felhom_proxmox::TlsTrust::CaFile(write_ca(dir, "hub-ca.pem", &hub.ca_pem())),
+        host_id: "pve-01".into(),
         timeout,
     })
     .unwrap()

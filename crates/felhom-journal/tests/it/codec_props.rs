@@ -65,11 +65,16 @@ proptest! {
         prop_assume!(buf[i] != byte);
         let mut m = buf.clone();
         m[i] = byte;
-        // Never accepted as a good record: either refused, or the last line is a torn tail
-        // and exactly the earlier records remain.
+        // Never accepted as a good record. A complete (newline-terminated) bad line is
+        // corruption at its line; only damage to the final newline itself leaves a line
+        // without one, which is a torn tail dropping exactly that record.
         match decode_all(&m) {
-            Err(_) => {}
+            Err(e) => {
+                prop_assert!(i != buf.len() - 1, "a lost final newline is a torn tail");
+                prop_assert_eq!(e.line, recs.len() as u64);
+            }
             Ok((back, s)) => {
+                prop_assert_eq!(i, buf.len() - 1, "mutation at {} accepted", i);
                 let torn = matches!(s.tail, Tail::Torn { .. });
                 prop_assert!(torn, "mutation at {} accepted", i);
                 prop_assert_eq!(&back[..], &recs[..recs.len() - 1]);

@@ -274,3 +274,153 @@ fn a_failed_fsync_does_not_change_the_view_and_poisons() {
         Err(OpError::Journal(JournalError::Poisoned { .. }))
     ));
 }
+
+#[test]
+fn a_bit_flip_in_the_last_complete_transition_is_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ops.log");
+    {
+        let mut j = journal(&dir);
+        let id = j
+            .started(Some(7), "destroy_guest", Some("k".into()), 1)
+            .unwrap();
+        j.succeeded(&id, 2).unwrap();
+    }
+    // Dropping the damaged `succeeded` would make the applied key look in flight (or, after a
+    // later failure, free to run again): the journal must refuse the file instead.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    bytes[last + 50] ^= 0x02;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = OpJournal::open(&path).unwrap_err();
+    assert!(
+        matches!(&e, felhom_journal::JournalError::Corrupt { line: 2, .. }),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "file untouched");
+}
+
+/// A year of hourly reconcile ops (all finished), one applied one-shot op long ago, one op a
+/// crash interrupted, and a recent failure.
+fn busy_journal(dir: &tempfile::TempDir) -> (OpJournal, OpId, OpId, OpId) {
+    let mut j = journal(dir);
+    let applied = j
+        .started(Some(9), "destroy_guest", Some("job-old".into()), 10)
+        .unwrap();
+    j.succeeded(&applied, 11).unwrap();
+    for hour in 0..2000u64 {
+        let at = 100 + hour * 3600;
+        let id = j.started(Some(100), "start", None, at).unwrap();
+        j.task_running(&id, &format!("UPID:pve:{hour:08X}:qmstart"), at + 1)
+            .unwrap();
+        j.succeeded(&id, at + 2).unwrap();
+    }
+    let now = 100 + 2000 * 3600;
+    let running = j
+        .started(Some(7), "restore", Some("job-live".into()), 50)
+        .unwrap();
+    j.task_running(&running, "UPID:pve:live", 51).unwrap();
+    let recent = j.started(Some(8), "stop", None, now - 60).unwrap();
+    j.failed(&recent, "timeout", now - 30).unwrap();
+    (j, applied, running, recent)
+}
+
+#[test]
+fn compaction_by_retention_keeps_in_flight_ops_and_applied_keys_and_shrinks_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ops.log");
+    let (mut j, applied, running, recent) = busy_journal(&dir);
+    let now = 100 + 2000 * 3600;
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(j.file_len().unwrap(), size);
+    assert!(j.needs_compaction(size / 2).unwrap());
+    assert!(!j.needs_compaction(size).unwrap());
+
+    let c = j
+        .compact_expired(now, felhom_journal::DEFAULT_RETENTION_SECS)
+        .unwrap();
+    // The 168 hourly ops that ended within the last 7 days survive, the 1832 before go.
+    assert_eq!(c.ops_before, 2003);
+    assert_eq!(c.ops_after, 3 + 168, "{c:?}");
+    assert_eq!(c.bytes_before, size);
+    assert_eq!(c.bytes_after, std::fs::metadata(&path).unwrap().len());
+    assert!(c.bytes_after * 10 < c.bytes_before, "{c:?}");
+    assert!(!j.needs_compaction(c.bytes_after).unwrap());
+    drop(j);
+
+    let (mut j, torn) = OpJournal::open(&path).unwrap();
+    assert!(torn.is_none());
+    assert_eq!(j.len(), 171);
+    assert!(
+        j.already_applied("job-old"),
+        "an applied key outlives any retention"
+    );
+    assert_eq!(j.get(&applied).unwrap().state, OpState::Succeeded);
+    let in_flight = j.in_flight();
+    assert_eq!(in_flight.len(), 1);
+    assert_eq!(in_flight[0].op_id, running);
+    assert_eq!(
+        in_flight[0].state,
+        OpState::TaskRunning {
+            upid: "UPID:pve:live".into()
+        }
+    );
+    assert_eq!(j.key_state("job-live"), KeyState::InFlight(running.clone()));
+    assert!(j.get(&recent).is_some(), "inside the retention window");
+    // The one-shot ops are still refused after compaction and reopen.
+    for key in ["job-old", "job-live"] {
+        assert!(matches!(
+            j.started(None, "destroy_guest", Some(key.into()), now),
+            Err(OpError::KeyInUse { .. })
+        ));
+    }
+    // And the journal keeps working: the interrupted op ends, and the next compaction keeps
+    // its key (now applied) while the retention drops the rest.
+    j.succeeded(&running, now + 1).unwrap();
+    let c = j.compact_expired(now + 400 * 24 * 3600, 0).unwrap();
+    assert_eq!(c.ops_after, 2, "only the two applied keys: {c:?}");
+    drop(j);
+    let (j, _) = OpJournal::open(&path).unwrap();
+    assert!(j.already_applied("job-old") && j.already_applied("job-live"));
+}
+
+#[test]
+fn a_crash_between_the_temp_write_and_the_rename_leaves_a_valid_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ops.log");
+    let (j, _, running, _) = busy_journal(&dir);
+    let now = 100 + 2000 * 3600;
+    drop(j);
+    let before = std::fs::read(&path).unwrap();
+
+    // The rename never happens (the crash): the temp file is written and fsync'd, the log is
+    // the old one, byte for byte.
+    let fs = Arc::new(FaultyFs::new(RealFs));
+    let (mut j, _) = OpJournal::open_with(&path, fs.clone()).unwrap();
+    fs.fail_rename(true);
+    let e = j.compact_expired(now, 3600).unwrap_err();
+    assert!(e.to_string().contains("rename"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    drop(j);
+
+    // What a real crash leaves: a complete temp file next to the old log. Reopening ignores
+    // (and removes) it and replays the old log whole.
+    let tmp = dir.path().join("ops.log.compact-tmp");
+    std::fs::write(&tmp, &before[..before.len() / 3]).unwrap();
+    let (mut j, torn) = OpJournal::open(&path).unwrap();
+    assert!(torn.is_none());
+    assert!(!tmp.exists(), "stale temp file removed");
+    assert_eq!(j.len(), 2003);
+    assert_eq!(j.in_flight()[0].op_id, running);
+    assert!(j.already_applied("job-old"));
+    // And the compaction then succeeds.
+    let c = j.compact_expired(now, 3600).unwrap();
+    assert_eq!(
+        c.ops_after, 4,
+        "applied, in flight, the recent failure, the last hour: {c:?}"
+    );
+}

@@ -148,7 +148,7 @@ async fn an_impostor_with_the_pinned_certificate_but_not_its_key_is_refused() {
         matches!(
             &err,
             ProxmoxError::Http(HttpError::Tls {
-                kind: TlsFailure::Other { .. },
+                kind: TlsFailure::BadSignature,
                 ..
             })
         ),

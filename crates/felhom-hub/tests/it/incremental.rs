@@ -1,0 +1,154 @@
+//! Incremental collection against `PveSim` over real TLS: which beats read which guest
+//! configs, when an out-of-band change shows in the report, and that a steady beat is a
+//! handful of requests over connections already open.
+
+use std::time::{Duration, SystemTime};
+
+use felhom_hub::cloudflared::FixedProber;
+use felhom_hub::collector::{self, CacheStats, CollectOptions, GuestCache};
+use felhom_hub_proto::{HostReport, ServiceState};
+use felhom_proxmox::PveClient;
+use felhom_pve_sim::{GuestSpec, PveSim, SimConfig};
+
+use crate::support;
+
+fn at() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_000)
+}
+
+async fn beat(api: &PveClient, cache: &GuestCache) -> (HostReport, CacheStats) {
+    collector::collect_cached(
+        api,
+        &FixedProber(ServiceState::Active),
+        &CollectOptions::new("pve-01"),
+        cache,
+        at(),
+    )
+    .await
+    .unwrap()
+}
+
+fn description(r: &HostReport, vmid: u32) -> Option<&str> {
+    r.guests
+        .iter()
+        .find(|g| g.vmid == vmid)
+        .and_then(|g| g.description.as_deref())
+}
+
+fn config_reads(pve: &PveSim, vmid: u32) -> u64 {
+    pve.state()
+        .requests("GET", &format!("/nodes/pve/lxc/{vmid}/config"))
+}
+
+#[tokio::test]
+async fn a_description_changed_out_of_band_shows_at_the_next_full_resync() {
+    let pve = support::pve().await;
+    let api = support::pve_client(&pve);
+    let cache = GuestCache::new(3);
+    let (first, stats) = beat(&api, &cache).await;
+    assert!(stats.full_resync);
+    assert_eq!((stats.configs_read, stats.configs_cached), (2, 0));
+    assert_eq!(description(&first, 100), Some("web server"));
+
+    // Edited outside the agent: the guest list does not show it.
+    assert!(pve
+        .state()
+        .set_config(100, "description", "moved to rack 2"));
+    for n in 1..3 {
+        let (r, stats) = beat(&api, &cache).await;
+        assert!(!stats.full_resync, "beat {n}");
+        assert_eq!(
+            (stats.configs_read, stats.configs_cached),
+            (0, 2),
+            "beat {n}"
+        );
+        assert_eq!(
+            description(&r, 100),
+            Some("web server"),
+            "beat {n}: not yet (bound: resync_every beats)"
+        );
+    }
+    let (r, stats) = beat(&api, &cache).await;
+    assert!(stats.full_resync, "every 3rd beat re-reads every config");
+    assert_eq!(stats.configs_read, 2);
+    assert_eq!(description(&r, 100), Some("moved to rack 2"));
+    assert_eq!(config_reads(&pve, 100), 2, "read at beats 0 and 3 only");
+}
+
+#[tokio::test]
+async fn changed_cores_show_at_the_next_beat_through_the_list() {
+    let pve = support::pve().await;
+    let api = support::pve_client(&pve);
+    let cache = GuestCache::default();
+    beat(&api, &cache).await;
+    assert!(pve.state().set_config(100, "cores", "6"));
+    let (r, stats) = beat(&api, &cache).await;
+    assert!(!stats.full_resync);
+    assert_eq!(
+        (stats.configs_read, stats.configs_cached),
+        (1, 1),
+        "only the guest whose list entry changed"
+    );
+    let web = r.guests.iter().find(|g| g.vmid == 100).unwrap();
+    assert_eq!(web.spec.as_ref().unwrap().cores, 6);
+    assert_eq!(config_reads(&pve, 100), 2);
+    assert_eq!(config_reads(&pve, 101), 1);
+}
+
+#[tokio::test]
+async fn the_agents_own_writes_invalidate_and_new_or_gone_guests_are_followed() {
+    let pve = support::pve().await;
+    let api = support::pve_client(&pve);
+    let cache = GuestCache::default();
+    beat(&api, &cache).await;
+    assert_eq!(cache.len(), 2);
+
+    // What the reconcile engine does after writing a description.
+    assert!(pve.state().set_config(101, "description", "primary db"));
+    cache.clone().invalidate(101);
+    let (r, stats) = beat(&api, &cache).await;
+    assert_eq!((stats.configs_read, stats.configs_cached), (1, 1));
+    assert_eq!(description(&r, 101), Some("primary db"));
+
+    pve.state().add_guest(GuestSpec::new(102, "cache"));
+    assert!(pve.state().remove_guest(100));
+    let (r, stats) = beat(&api, &cache).await;
+    let vmids: Vec<u32> = r.guests.iter().map(|g| g.vmid).collect();
+    assert_eq!(vmids, [101, 102]);
+    assert_eq!((stats.configs_read, stats.configs_cached), (1, 1));
+    assert_eq!(cache.len(), 2, "the removed guest is forgotten");
+}
+
+#[tokio::test]
+async fn a_steady_beat_is_a_handful_of_requests_and_no_new_connection() {
+    let mut config = SimConfig::default();
+    for vmid in 200..260 {
+        config = config.guest(GuestSpec::new(vmid, &format!("ct{vmid}")));
+    }
+    let pve = support::pve_with(config).await;
+    let api = support::pve_client(&pve);
+    let cache = GuestCache::default();
+    let (cold, stats) = beat(&api, &cache).await;
+    assert_eq!(cold.guests.len(), 62);
+    assert_eq!(stats.configs_read, 62);
+    let (requests, connections) = (pve.state().total_requests(), pve.connections_accepted());
+    assert!(connections >= 1);
+    assert!(
+        connections <= 1 + collector::DEFAULT_CONFIG_CONCURRENCY as u64 + 3,
+        "cold beat: at most the read concurrency plus the side-by-side reads: {connections}"
+    );
+
+    let (steady, stats) = beat(&api, &cache).await;
+    assert_eq!(steady.guests, cold.guests);
+    assert_eq!((stats.configs_read, stats.configs_cached), (0, 62));
+    let steady_requests = pve.state().total_requests() - requests;
+    assert!(
+        steady_requests <= 10,
+        "node status, guest list, storages and their backups: {steady_requests}"
+    );
+    assert_eq!(
+        pve.connections_accepted(),
+        connections,
+        "a steady beat opens no new connection"
+    );
+}

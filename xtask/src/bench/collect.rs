@@ -1,0 +1,234 @@
+//! The host report: cold and steady beats against the simulator, beside the floor and a
+//! sequential peer.
+//!
+//! - cold: a fresh client (no open connection, as at a beat after the pool expired) and a full
+//!   resync (every config read); floor: the list, then ⌈guests / concurrency⌉ rounds of config
+//!   reads, each one simulated latency;
+//! - steady: the same client and cache one beat later, nothing changed; floor: two round trips
+//!   (the storage list, then the backups on it; everything else runs beside them);
+//! - the peer: what proxmoxer-style collectors do, one request at a time, two per guest
+//!   (`status/current` and `config`).
+
+use felhom_hub::collector::{CacheStats, GuestCache};
+
+use super::*;
+
+/// One measured beat.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    took: Duration,
+    requests: u64,
+    connections: u64,
+    stats: CacheStats,
+}
+
+/// A report of all `n` guests, each with its spec.
+fn check(r: &HostReport, n: u32) -> Result<()> {
+    ensure!(
+        r.guests.len() == n as usize,
+        "the report has {} guests, not {n}",
+        r.guests.len()
+    );
+    let without = r.guests.iter().filter(|g| g.spec.is_none()).count();
+    ensure!(
+        without == 0,
+        "{without} guests came without a spec (config reads failed)"
+    );
+    Ok(())
+}
+
+/// One beat through `cache`, with what it cost the simulator.
+async fn beat(
+    sim: &PveSim,
+    client: &PveClient,
+    cache: &GuestCache,
+    options: &CollectOptions,
+    n: u32,
+) -> Result<Measured> {
+    let (requests, connections) = (sim.state().total_requests(), sim.connections_accepted());
+    let prober = FixedProber(ServiceState::Active);
+    let start = Instant::now();
+    let (r, stats) =
+        collector::collect_cached(client, &prober, options, cache, SystemTime::now()).await?;
+    let took = start.elapsed();
+    check(&r, n)?;
+    Ok(Measured {
+        took,
+        requests: sim.state().total_requests() - requests,
+        connections: sim.connections_accepted() - connections,
+        stats,
+    })
+}
+
+/// What a proxmoxer-style collector does: every read one after the other, two per guest.
+async fn sequential_peer(client: &PveClient) -> Result<usize> {
+    client.node_status().await?;
+    let guests = client.list_lxc().await?;
+    for g in &guests {
+        black_box(client.guest_status(g.vmid).await?);
+        black_box(client.guest_config(g.vmid).await?);
+    }
+    for s in client.node_storage().await? {
+        if collector::holds_backups(&s) {
+            black_box(
+                client
+                    .storage_content(&s.storage, Some("backup"), None)
+                    .await?,
+            );
+        }
+    }
+    Ok(guests.len())
+}
+
+pub(super) fn collect(ctx: &mut Ctx) -> Result<Vec<Row>> {
+    let n = ctx.sizes.collect_guests;
+    let mut config = SimConfig::default().without_guests();
+    for i in 0..n {
+        let vmid = 1000 + i;
+        config = config.guest(
+            felhom_pve_sim::GuestSpec::new(vmid, &format!("ct{vmid}"))
+                .description("benched guest")
+                .running(i % 3 != 0),
+        );
+    }
+    let sim_rt = sim_runtime()?;
+    let sim = sim_rt.block_on(PveSim::start(config))?;
+    sim.faults().set_latency(COLLECT_LATENCY);
+    let options = CollectOptions::new(HOST_ID);
+    let (cold, steady, peer) = agent_runtime()?.block_on(async {
+        let mut cold = Vec::new();
+        let mut steady = Vec::new();
+        let mut peer = Vec::new();
+        for _ in 0..3 {
+            // Cold: a new client has no connection; a new cache reads every config.
+            let client = pve_client(&sim)?;
+            let cache = GuestCache::default();
+            cold.push(beat(&sim, &client, &cache, &options, n).await?);
+            // Steady: the next beat, nothing changed.
+            steady.push(beat(&sim, &client, &cache, &options, n).await?);
+
+            let client = pve_client(&sim)?;
+            let start = Instant::now();
+            let guests = sequential_peer(&client).await?;
+            peer.push(start.elapsed());
+            ensure!(guests == n as usize, "the peer saw {guests} guests");
+        }
+        Ok::<_, anyhow::Error>((cold, steady, peer))
+    })?;
+    sim_rt.block_on(sim.shutdown());
+
+    let mid = |v: &[Measured]| {
+        let mut v = v.to_vec();
+        v.sort_by_key(|m| m.took);
+        v[v.len() / 2]
+    };
+    let (cold, steady, peer) = (mid(&cold), mid(&steady), median(peer));
+    ensure!(
+        cold.stats.full_resync && cold.stats.configs_read == n as usize,
+        "the cold beat did not read every config: {:?}",
+        cold.stats
+    );
+    let concurrency = options.concurrency.max(1) as u32;
+    let lat = COLLECT_LATENCY;
+    let cold_floor = lat * (1 + n.div_ceil(concurrency));
+    let steady_floor = lat * 2;
+    let cold_budget = cold_floor.mul_f64(1.2);
+    let speedup = peer.as_secs_f64() / cold.took.as_secs_f64().max(f64::MIN_POSITIVE);
+    let full = n == Sizes::full().collect_guests;
+    let scaled = if full { "" } else { " (at this size)" };
+    let mut rows = vec![
+        Row {
+            name: format!("cold beat, {n} guests"),
+            figure: fmt_dur(cold.took),
+            budget: format!("≤ 1.2× floor = {}", fmt_dur(cold_budget)),
+            floor: format!(
+                "{} (1 + ⌈{n}/{concurrency}⌉ × {})",
+                fmt_dur(cold_floor),
+                fmt_dur(lat)
+            ),
+            anchor: format!("sequential peer {}", fmt_dur(peer)),
+            ratio: time_ratio(cold.took, cold_floor),
+            verdict: within(cold.took, cold_budget),
+            notes: vec![format!(
+                "fresh client (connections expired) and full resync, concurrency \
+                 {concurrency}, {} per request over real TLS, median of 3; {} requests, {} \
+                 connections opened",
+                fmt_dur(lat),
+                cold.requests,
+                cold.connections
+            )],
+        },
+        Row {
+            name: format!("cold beat vs sequential peer, {n} guests"),
+            figure: format!("{speedup:.1}× faster"),
+            budget: "≥ 8× faster".to_owned(),
+            floor: format!(
+                "peer's own floor {} ({} requests × {})",
+                fmt_dur(lat * (2 * n + 3)),
+                2 * n + 3,
+                fmt_dur(lat)
+            ),
+            anchor: format!("sequential peer {}", fmt_dur(peer)),
+            ratio: format!("{speedup:.1} (speed-up)"),
+            verdict: at_least(speedup, 8.0),
+            notes: vec![
+                "the peer: node status, guest list, then per guest status/current and config, \
+                 one request at a time (proxmoxer-style), fresh client; median of 3"
+                    .to_owned(),
+            ],
+        },
+        Row {
+            name: format!("steady beat, {n} unchanged guests"),
+            figure: fmt_dur(steady.took),
+            budget: format!("≤ 50 ms{scaled}"),
+            floor: format!(
+                "{} (2 round trips × {})",
+                fmt_dur(steady_floor),
+                fmt_dur(lat)
+            ),
+            anchor: format!("cold beat {}", fmt_dur(cold.took)),
+            ratio: time_ratio(steady.took, steady_floor),
+            verdict: within(steady.took, Duration::from_millis(50)),
+            notes: vec![format!(
+                "the beat after the cold one on the same client and GuestCache: {} configs \
+                 from the cache, {} read; median of 3",
+                steady.stats.configs_cached, steady.stats.configs_read
+            )],
+        },
+        Row {
+            name: "steady beat, PVE requests".to_owned(),
+            figure: steady.requests.to_string(),
+            budget: "≤ 10".to_owned(),
+            floor: "4 (node status, guest list, storage list, one backup listing)".to_owned(),
+            anchor: format!("cold beat {}", cold.requests),
+            ratio: "-".to_owned(),
+            verdict: if steady.requests <= 10 {
+                Verdict::Pass
+            } else {
+                Verdict::Miss
+            },
+            notes: Vec::new(),
+        },
+        Row {
+            name: "steady beat, new connections".to_owned(),
+            figure: steady.connections.to_string(),
+            budget: "0".to_owned(),
+            floor: "0".to_owned(),
+            anchor: format!("cold beat {}", cold.connections),
+            ratio: "-".to_owned(),
+            verdict: if steady.connections == 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Miss
+            },
+            notes: vec!["counted by the simulator's accept loop".to_owned()],
+        },
+    ];
+    if !full {
+        for r in &mut rows {
+            r.notes
+                .push("quick run: not the 1,000 guests the budgets name".to_owned());
+        }
+    }
+    Ok(rows)
+}
