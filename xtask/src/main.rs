@@ -46,7 +46,7 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Check the host-report golden file against the wire types (`--bless` rewrites it).
+    /// Check the golden files (host report, intent) against the wire types (`--bless` rewrites them).
     Golden {
         #[arg(long)]
         bless: bool,
@@ -89,22 +89,26 @@ fn main() -> Result<()> {
 }
 
 fn golden(bless: bool) -> Result<()> {
-    let path = root().join("testdata/host-report.golden.json");
-    if bless {
-        felhom_hub_proto::golden_file::golden_bless(&path)?;
-        println!("golden: rewrote {}", path.display());
-        return Ok(());
-    }
-    match felhom_hub_proto::golden_file::golden_check(&path) {
-        Ok(()) => {
-            println!("golden: {} matches the wire types", path.display());
-            Ok(())
+    let mut drifted = Vec::new();
+    for golden in felhom_hub_proto::golden_file::ALL {
+        let path = root().join(golden.path);
+        if bless {
+            golden.bless(&path)?;
+            println!("golden: rewrote {}", path.display());
+            continue;
         }
-        Err(drift) => bail!(
-            "golden: {} drifted from the wire types:\n{drift}",
-            path.display()
-        ),
+        match golden.check(&path) {
+            Ok(()) => println!("golden: {} matches the wire types", path.display()),
+            Err(drift) => drifted.push(format!(
+                "golden: {} drifted from the wire types:\n{drift}",
+                path.display()
+            )),
+        }
     }
+    if !drifted.is_empty() {
+        bail!("{}", drifted.join("\n"));
+    }
+    Ok(())
 }
 
 #[cfg(feature = "heavy")]

@@ -1,9 +1,19 @@
-//! The fixed sample report that `testdata/host-report.golden.json` pins, field for field.
+//! The fixed samples that `testdata/host-report.golden.json` (the report) and
+//! `testdata/intent.golden.json` (the envelope and the hub-served intent bodies) pin, field for
+//! field.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 
 use crate::{
     AuditEntry, BackupEntry, ControlEnvelope, GuestReport, GuestSpec, GuestStatus, HostInfo,
     HostReport, JournalStatus, PbsSnapshot, RestoreTest, ServiceState, StorageTarget, Timestamp,
     SCHEMA_VERSION,
+};
+use crate::{
+    DesiredGuestEntry, DesiredRunState, DesiredSpec, DesiredStateBody, OpBlob, OpKind,
+    SignedOpEntry, SignedOpsBody,
 };
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -146,6 +156,80 @@ pub fn sample_control_envelope() -> ControlEnvelope {
         blocked: Some(false),
         desired_generation: 3,
         has_signed_ops: false,
+    }
+}
+
+/// The three bodies the hub sends, in one document: `testdata/intent.golden.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntentSample {
+    /// The answer to a host report, every field set and asking for both fetches.
+    pub envelope: ControlEnvelope,
+    /// `GET /api/v1/desired-state`.
+    pub desired_state: DesiredStateBody,
+    /// `GET /api/v1/signed-ops`.
+    pub signed_ops: SignedOpsBody,
+}
+
+/// The signed op of [`sample_intent`]: destroy guest 105 on `pve-01`.
+pub fn sample_op_blob() -> OpBlob {
+    OpBlob {
+        op: OpKind::DestroyGuest,
+        host_id: "pve-01".into(),
+        guest_id: Some(105),
+        params: BTreeMap::new(),
+        nonce: "6f1c2a9e-41d7-4c1e-9a53-0d2b8f7e6a11".into(),
+        not_before: ts("2026-11-23T10:00:00Z"),
+        not_after: ts("2026-11-23T11:00:00Z"),
+        key_id: "ops-anna".into(),
+    }
+}
+
+/// Every field of the three intent bodies present somewhere (a guest with every field, one
+/// with `vmid` only, one `present: false`); the op's `blob` is [`sample_op_blob`]'s canonical
+/// JSON. The signature is a shape placeholder, not a valid signature.
+pub fn sample_intent() -> IntentSample {
+    IntentSample {
+        envelope: ControlEnvelope {
+            poll_interval_seconds: Some(60),
+            blocked: Some(false),
+            desired_generation: 7,
+            has_signed_ops: true,
+        },
+        desired_state: DesiredStateBody {
+            generation: 7,
+            guests: vec![
+                DesiredGuestEntry {
+                    vmid: 100,
+                    run_state: Some(DesiredRunState::Running),
+                    spec: Some(DesiredSpec {
+                        cores: Some(2),
+                        memory_bytes: Some(2 * GIB),
+                        swap_bytes: Some(512 * MIB),
+                        disk_bytes: Some(8 * GIB),
+                    }),
+                    description: Some("customer web".into()),
+                    present: Some(true),
+                },
+                DesiredGuestEntry {
+                    vmid: 101,
+                    run_state: Some(DesiredRunState::Stopped),
+                    ..DesiredGuestEntry::default()
+                },
+                DesiredGuestEntry {
+                    vmid: 105,
+                    present: Some(false),
+                    ..DesiredGuestEntry::default()
+                },
+            ],
+        },
+        signed_ops: SignedOpsBody {
+            ops: vec![SignedOpEntry {
+                blob: sample_op_blob().to_canonical_json(),
+                signature:
+                    "-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQ==\n-----END SSH SIGNATURE-----\n"
+                        .into(),
+            }],
+        },
     }
 }
 

@@ -1,96 +1,157 @@
-//! The golden contract file on disk: check `testdata/host-report.golden.json` against
-//! `felhom_hub_proto::golden::sample_host_report()`, or rewrite it (`cargo xtask golden [--bless]`).
+//! The golden contract files on disk: check `testdata/host-report.golden.json` against
+//! `felhom_hub_proto::golden::sample_host_report()` and `testdata/intent.golden.json` against
+//! `sample_intent()`, or rewrite them (`cargo xtask golden [--bless]`).
 //!
 //! Behind the `golden` feature: the default build of this crate never touches the filesystem.
 
 use std::io::Write;
 use std::path::Path;
 
-use crate::golden::sample_host_report;
+use crate::golden::{sample_host_report, sample_intent};
 use crate::shape::{diff, shape_of};
 
-/// The golden file's path relative to the workspace root.
+/// The host-report golden file's path relative to the workspace root.
 pub const GOLDEN_PATH: &str = "testdata/host-report.golden.json";
 
-/// Largest golden file read; the real one is a few KiB.
+/// The intent golden file's path (envelope, desired-state and signed-ops bodies).
+pub const INTENT_GOLDEN_PATH: &str = "testdata/intent.golden.json";
+
+/// Largest golden file read; the real ones are a few KiB.
 const MAX_GOLDEN_BYTES: u64 = 1024 * 1024;
 
-/// The golden file's exact content: the sample report as pretty JSON with a final newline.
-pub fn golden_json() -> String {
+/// One golden file: where it lives and the sample it pins.
+#[derive(Debug, Clone, Copy)]
+pub struct Golden {
+    /// Path relative to the workspace root.
+    pub path: &'static str,
+    /// The sample's name in messages (`felhom_hub_proto::golden::…()`).
+    pub sample_name: &'static str,
+    /// The sample as pretty JSON, fields in declaration order (not via `Value`, which sorts).
+    pretty: fn() -> String,
+    sample: fn() -> serde_json::Value,
+}
+
+/// The host report golden file.
+pub const HOST_REPORT: Golden = Golden {
+    path: GOLDEN_PATH,
+    sample_name: "sample_host_report()",
+    pretty: || pretty(&sample_host_report()),
+    sample: || to_value(&sample_host_report()),
+};
+
+/// The intent golden file.
+pub const INTENT: Golden = Golden {
+    path: INTENT_GOLDEN_PATH,
+    sample_name: "sample_intent()",
+    pretty: || pretty(&sample_intent()),
+    sample: || to_value(&sample_intent()),
+};
+
+/// Every golden file, for `cargo xtask golden`.
+pub const ALL: [Golden; 2] = [HOST_REPORT, INTENT];
+
+fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
     // A derived `Serialize` over strings, numbers and vectors cannot fail.
-    let mut text = serde_json::to_string_pretty(&sample_host_report())
-        .unwrap_or_else(|e| panic!("serializing the sample host report: {e}"));
+    serde_json::to_value(v).unwrap_or_else(|e| panic!("serializing a golden sample: {e}"))
+}
+
+fn pretty<T: serde::Serialize>(v: &T) -> String {
+    let mut text = serde_json::to_string_pretty(v)
+        .unwrap_or_else(|e| panic!("serializing a golden sample: {e}"));
     text.push('\n');
     text
 }
 
-/// Compares the golden file at `path` with the sample report.
-///
-/// `Err` holds a readable report, one drift per line, contract changes (renames, type
-/// changes, additions, removals) named by JSON path. A file that only differs in formatting
-/// is reported too, so the committed file stays exactly what `golden_bless` writes.
-pub fn golden_check(path: &Path) -> Result<(), String> {
-    let text = read_limited(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let golden: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
-    let expected = shape_of(&golden).map_err(|e| format!("{}: {e}", path.display()))?;
-    let actual = shape_of(&sample_host_report())
-        .map_err(|e| format!("flattening the sample host report: {e}"))?;
-    let drifts = diff(&expected, &actual);
-    if !drifts.is_empty() {
-        let contract = drifts.iter().any(|d| d.is_contract_change());
-        let mut msg = format!(
-            "{} differs from felhom_hub_proto::golden::sample_host_report() ({} {}):\n",
-            path.display(),
-            drifts.len(),
-            if contract {
-                "differences, the contract changed"
-            } else {
-                "differences in values only"
+impl Golden {
+    /// The file's exact content: the sample as pretty JSON with a final newline.
+    pub fn json(&self) -> String {
+        (self.pretty)()
+    }
+
+    /// Compares the file at `path` with the sample.
+    ///
+    /// `Err` holds a readable report, one drift per line, contract changes (renames, type
+    /// changes, additions, removals) named by JSON path. A file that only differs in formatting
+    /// is reported too, so the committed file stays exactly what [`Golden::bless`] writes.
+    pub fn check(&self, path: &Path) -> Result<(), String> {
+        let text = read_limited(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let golden: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
+        let expected = shape_of(&golden).map_err(|e| format!("{}: {e}", path.display()))?;
+        let actual = shape_of(&(self.sample)())
+            .map_err(|e| format!("flattening {}: {e}", self.sample_name))?;
+        let drifts = diff(&expected, &actual);
+        if !drifts.is_empty() {
+            let contract = drifts.iter().any(|d| d.is_contract_change());
+            let mut msg = format!(
+                "{} differs from felhom_hub_proto::golden::{} ({} {}):\n",
+                path.display(),
+                self.sample_name,
+                drifts.len(),
+                if contract {
+                    "differences, the contract changed"
+                } else {
+                    "differences in values only"
+                }
+            );
+            for d in &drifts {
+                msg.push_str("  ");
+                msg.push_str(&d.to_string());
+                msg.push('\n');
             }
-        );
-        for d in &drifts {
-            msg.push_str("  ");
-            msg.push_str(&d.to_string());
-            msg.push('\n');
+            msg.push_str(
+                "if intended: run `cargo xtask golden --bless`; a removal, rename or type change \
+                 also needs SCHEMA_VERSION bumped and the hub team told",
+            );
+            return Err(msg);
         }
-        msg.push_str(
-            "if intended: run `cargo xtask golden --bless`; a removal, rename or type change \
-             also needs SCHEMA_VERSION bumped and the hub team told",
-        );
-        return Err(msg);
+        if text != self.json() {
+            return Err(format!(
+                "{}: same contract and values but not in canonical form (pretty JSON, final \
+                 newline); run `cargo xtask golden --bless`",
+                path.display()
+            ));
+        }
+        Ok(())
     }
-    if text != golden_json() {
-        return Err(format!(
-            "{}: same contract and values but not in canonical form (pretty JSON, final newline); \
-             run `cargo xtask golden --bless`",
-            path.display()
-        ));
+
+    /// Rewrites the file at `path` from the sample: written to a temporary file beside it,
+    /// flushed to disk, then renamed over it, so a crash never leaves half a file.
+    pub fn bless(&self, path: &Path) -> std::io::Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path.file_name().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{}: not a file path", path.display()),
+            )
+        })?;
+        let mut tmp_name = name.to_os_string();
+        tmp_name.push(".tmp");
+        let tmp = dir.join(tmp_name);
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(self.json().as_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)
     }
-    Ok(())
 }
 
-/// Rewrites the golden file at `path` from the sample report: written to a temporary file
-/// beside it, flushed to disk, then renamed over it, so a crash never leaves half a file.
+/// The host-report golden file's exact content.
+pub fn golden_json() -> String {
+    HOST_REPORT.json()
+}
+
+/// [`Golden::check`] of the host-report golden file.
+pub fn golden_check(path: &Path) -> Result<(), String> {
+    HOST_REPORT.check(path)
+}
+
+/// [`Golden::bless`] of the host-report golden file.
 pub fn golden_bless(path: &Path) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{}: not a file path", path.display()),
-        )
-    })?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(golden_json().as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
+    HOST_REPORT.bless(path)
 }
 
 fn read_limited(path: &Path) -> std::io::Result<String> {
@@ -121,6 +182,29 @@ mod tests {
     #[test]
     fn the_committed_golden_file_passes() {
         golden_check(&workspace_golden()).unwrap();
+    }
+
+    #[test]
+    fn the_committed_intent_golden_file_passes() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(INTENT_GOLDEN_PATH);
+        INTENT.check(&path).unwrap();
+    }
+
+    #[test]
+    fn intent_drift_is_named_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.json");
+        let mut v: serde_json::Value = serde_json::from_str(&INTENT.json()).unwrap();
+        v["desired_state"]["guests"][0]["run_state"] = serde_json::json!(1);
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        let err = INTENT.check(&path).unwrap_err();
+        assert!(
+            err.contains("desired_state.guests[0].run_state: type changed"),
+            "{err}"
+        );
+        assert!(err.contains("sample_intent()"), "{err}");
     }
 
     #[test]

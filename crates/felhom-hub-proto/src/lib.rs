@@ -1,9 +1,10 @@
 //! felhom-hub-proto: the wire contract between the felhom host agent and the hub.
 //!
 //! `HostReport` (what the agent POSTs to `/api/v1/host-report`) and `ControlEnvelope` (what the
-//! hub answers). `OpBlob` (the JSON an operator signs for a destructive op), the op catalogue
+//! hub answers), the hub-served intent the envelope points at ([`intent`]: `DesiredStateBody`
+//! from `/api/v1/desired-state`, `SignedOpsBody` from `/api/v1/signed-ops`). `OpBlob` (the JSON an operator signs for a destructive op), the op catalogue
 //! (`OpKind`) and the blob's one canonical serialisation. With the `golden` feature (tests and `cargo xtask golden` only): the fixed
-//! sample that `testdata/host-report.golden.json` pins, the `shape` diff that names drift between
+//! samples that `testdata/host-report.golden.json` and `testdata/intent.golden.json` pin, the `shape` diff that names drift between
 //! two versions of the contract, and the one golden-file check.
 //!
 //! Never: depend on anything but serde by default (no tokio, no hyper, no filesystem, no JSON
@@ -16,6 +17,7 @@ pub mod envelope;
 pub mod golden;
 #[cfg(feature = "golden")]
 pub mod golden_file;
+pub mod intent;
 pub mod op;
 pub mod report;
 #[cfg(feature = "golden")]
@@ -23,6 +25,10 @@ pub mod shape;
 pub mod timestamp;
 
 pub use envelope::ControlEnvelope;
+pub use intent::{
+    DesiredGuestEntry, DesiredRunState, DesiredSpec, DesiredStateBody, SignedOpEntry,
+    SignedOpsBody, DESIRED_STATE_PATH, SIGNED_OPS_PATH,
+};
 pub use op::{
     OpBlob, OpBlobError, OpKind, OpTarget, ParamKind, ParamSpec, ParamValue, SignerEntry,
     SignerRole, UnknownOp, OP_SIGNATURE_NAMESPACE,
