@@ -1,7 +1,7 @@
 //! felhom-reconcile: converges the host's guests toward the operator's desired state.
 //!
 //! It holds the per-guest [`queue::Queue`] every mutation goes through, the desired model and
-//! its providers ([`desired`]), the per-field normalizers that keep PVE's round-trip quirks
+//! its providers ([`desired`]; the hub-served one in [`hub_provider`]), the per-field normalizers that keep PVE's round-trip quirks
 //! from reading as drift ([`normalize`]), the pure planner ([`mod@plan`]) that turns
 //! desired × actual into the minimal benign actions, the [`engine`] that runs one pass (read,
 //! plan, execute every action as a gated, journaled queue job; [`actual`] maps the Proxmox
@@ -15,6 +15,7 @@
 pub mod actual;
 pub mod desired;
 pub mod engine;
+pub mod hub_provider;
 pub mod normalize;
 pub mod plan;
 pub mod queue;
@@ -28,6 +29,7 @@ pub use engine::{
     action_name, runs_without_journal, ActionReport, BenignGate, Engine, EngineError,
     EngineOptions, Gate, GateDecision, GuestError, JournalWriteError, PassSummary, SharedJournal,
 };
+pub use hub_provider::{HubIntentError, HubProvider, HubStateFileError, SyncOutcome};
 pub use normalize::{Normalizer, NormalizerRegistry, Value};
 pub use plan::{
     apply, plan, Action, ActualConfig, ActualGuest, ConfigChanges, GuestStatus, Plan, Skip,
