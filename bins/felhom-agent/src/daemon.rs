@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use felhom_authz::Signer;
 use felhom_config::pve;
-use felhom_config::Config;
+use felhom_config::{Config, ReconcileSource};
 use felhom_hub::cloudflared::SystemctlProber;
 use felhom_hub::heartbeat::{self, Beat, BeatOutcome, HeartbeatSettings};
 use felhom_hub::hub::HubClient;
@@ -31,7 +31,7 @@ use felhom_hub_proto::JournalStatus;
 use felhom_proxmox::TlsTrust;
 use felhom_proxmox::{PveClient, WaitOptions};
 use felhom_reconcile::{
-    recover_with, Engine, EngineOptions, Queue, RecoveryOptions, SharedJournal,
+    recover_with, Engine, EngineOptions, HubProvider, Queue, RecoveryOptions, SharedJournal,
 };
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::block::HubBlock;
 use crate::durable::JournalOpen;
+use crate::intent::{HubIntent, NotExecutedSink};
 use crate::notify::Notifier;
 use crate::reconcile::{Desired, Reconciler};
 use crate::signals::{self, OtherSignals, StopSignals};
@@ -159,6 +160,8 @@ pub struct PollObserver {
     wake: Arc<Notify>,
     notifier: Notifier,
     ready_sent: bool,
+    /// Told every well-formed envelope (desired generation, signed ops).
+    intent: Option<Arc<HubIntent>>,
 }
 
 impl PollObserver {
@@ -170,6 +173,9 @@ impl PollObserver {
             let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default();
             if self.block.observe(envelope.blocked, now) {
                 self.status.set_blocked(self.block.blocked());
+            }
+            if let Some(intent) = &self.intent {
+                intent.observe(envelope);
             }
         }
         // Reconcile after each poll whatever the report did: desired state does not come from
@@ -308,17 +314,14 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
             pass_wait: Some(PASS_WAIT),
             ..EngineOptions::default()
         });
-    let desired = Desired::from_config(config.reconcile.desired_state_file.as_deref());
-    match &desired {
-        Desired::File(p) => tracing::info!(file = %p.path().display(), "desired state from file"),
-        Desired::Empty(_) => tracing::info!("no desired state configured: nothing is reconciled"),
-    }
+    let (desired, intent) = hub_intent(&config, &hub);
     let reconciler = Arc::new(Reconciler {
         engine,
         desired,
         verifier,
         status: Arc::clone(&status),
         journal: journal.clone(),
+        intent: Some(Arc::clone(&intent)),
     });
 
     let stop = CancellationToken::new();
@@ -329,6 +332,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         wake: Arc::clone(&wake),
         notifier: notifier.clone(),
         ready_sent: false,
+        intent: Some(intent),
     };
     let mut reconcile_task: JoinHandle<()> = tokio::spawn({
         let reconciler = Arc::clone(&reconciler);
@@ -412,6 +416,38 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         tracing::info!("felhom-agent stopped");
         ExitCode::SUCCESS
     }
+}
+
+/// The desired-state source from `reconcile.source` and the hub-intent state both loops share.
+/// Signed ops go to [`NotExecutedSink`] until the gate is wired.
+fn hub_intent(config: &Config, hub: &HubClient) -> (Desired, Arc<HubIntent>) {
+    let provider = match config.reconcile.source {
+        ReconcileSource::Hub => {
+            let path = HubProvider::path_beside(&config.journal.path);
+            let provider = HubProvider::open(&path).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "hub desired state: kept in memory only (not \
+                    persisted; a restart during a hub outage would reconcile nothing)");
+                HubProvider::in_memory(&path)
+            });
+            tracing::info!(
+                generation = provider.generation(),
+                "desired state from the hub"
+            );
+            Some(Arc::new(provider))
+        }
+        ReconcileSource::File => None,
+    };
+    let desired = match &provider {
+        Some(p) => Desired::Hub(Arc::clone(p)),
+        None => Desired::from_config(config.reconcile.desired_state_file.as_deref()),
+    };
+    match &desired {
+        Desired::Hub(_) => {}
+        Desired::File(p) => tracing::info!(file = %p.path().display(), "desired state from file"),
+        Desired::Empty(_) => tracing::info!("no desired state configured: nothing is reconciled"),
+    }
+    let intent = HubIntent::new(provider, hub.clone(), Arc::new(NotExecutedSink));
+    (desired, Arc::new(intent))
 }
 
 /// The next watchdog tick; never, without a watchdog.

@@ -9,6 +9,7 @@ mod block;
 mod cli;
 mod daemon;
 mod durable;
+mod intent;
 mod journal_cmd;
 mod logging;
 mod notify;

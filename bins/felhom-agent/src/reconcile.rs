@@ -7,7 +7,8 @@ use std::sync::Arc;
 use felhom_authz::{FileNonceStore, NonceStore, Verifier};
 use felhom_proxmox::ProxmoxApi;
 use felhom_reconcile::{
-    DesiredError, DesiredProvider, DesiredState, EmptyProvider, Engine, FileProvider, PassSummary,
+    DesiredError, DesiredProvider, DesiredState, EmptyProvider, Engine, FileProvider, HubProvider,
+    PassSummary,
 };
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -15,10 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::status::DaemonStatus;
 
-/// Where desired state comes from: the operator's file when `reconcile.desired_state_file` is
-/// set, else nothing (a quiet no-op until the hub serves desired state).
+/// Where desired state comes from: the hub (`reconcile.source = "hub"`), the operator's file
+/// when `reconcile.desired_state_file` is set, else nothing.
 #[derive(Debug, Clone)]
 pub enum Desired {
+    /// The hub's desired state, held by generation and persisted.
+    Hub(Arc<HubProvider>),
     /// `reconcile.desired_state_file`, re-read each pass.
     File(FileProvider),
     /// No desired state configured.
@@ -34,15 +37,21 @@ impl Desired {
         }
     }
 
-    /// Whether anything can be desired (otherwise passes are quiet).
+    /// Whether anything can be desired (otherwise passes are quiet): for the hub, once it
+    /// served (or the disk held) a desired state.
     pub fn is_configured(&self) -> bool {
-        matches!(self, Desired::File(_))
+        match self {
+            Desired::Hub(p) => p.holds_state(),
+            Desired::File(_) => true,
+            Desired::Empty(_) => false,
+        }
     }
 }
 
 impl DesiredProvider for Desired {
     async fn desired(&self) -> Result<DesiredState, DesiredError> {
         match self {
+            Desired::Hub(p) => p.desired().await,
             Desired::File(p) => p.desired().await,
             Desired::Empty(p) => p.desired().await,
         }
@@ -61,6 +70,8 @@ pub struct Reconciler<A: ProxmoxApi + 'static> {
     pub status: Arc<DaemonStatus>,
     /// The op journal (compacted on the cadence when it passes its size threshold).
     pub journal: Option<felhom_reconcile::SharedJournal>,
+    /// Hub-served intent, acted on before each pass.
+    pub intent: Option<Arc<crate::intent::HubIntent>>,
 }
 
 impl<A: ProxmoxApi + 'static> std::fmt::Debug for Reconciler<A> {
@@ -140,6 +151,9 @@ impl<A: ProxmoxApi + 'static> Reconciler<A> {
                 biased;
                 () = stop.cancelled() => return,
                 () = wake.notified() => {}
+            }
+            if let Some(intent) = &self.intent {
+                intent.before_pass(self.status.blocked()).await;
             }
             let now = OffsetDateTime::now_utc();
             self.pass(now).await;

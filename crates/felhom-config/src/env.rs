@@ -93,6 +93,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("authz", "signers", EnvKind::Json),
     spec("journal", "path", EnvKind::Text),
     spec("reconcile", "desired_state_file", EnvKind::Text),
+    spec("reconcile", "source", EnvKind::Text),
     spec("log", "level", EnvKind::Text),
     spec("log", "format", EnvKind::Text),
 ];

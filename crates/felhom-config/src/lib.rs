@@ -163,8 +163,30 @@ pub struct JournalConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconcileConfig {
     /// `reconcile.desired_state_file`: an operator-written desired-state file, re-read each
-    /// pass. `None`: no desired state (nothing is reconciled).
+    /// pass. `None` with source `file`: no desired state (nothing is reconciled).
     pub desired_state_file: Option<PathBuf>,
+    /// `reconcile.source`: where desired state comes from. Default: `hub` when a hub is
+    /// configured and no file is set, else `file`.
+    pub source: ReconcileSource,
+}
+
+/// `reconcile.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileSource {
+    /// `"file"`: `reconcile.desired_state_file` (none set: nothing is reconciled).
+    File,
+    /// `"hub"`: the hub's `/api/v1/desired-state`, fetched when its generation changes.
+    Hub,
+}
+
+impl ReconcileSource {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileSource::File => "file",
+            ReconcileSource::Hub => "hub",
+        }
+    }
 }
 
 /// Section `log`.

@@ -84,6 +84,7 @@ impl Redacted<'_> {
             "reconcile".into(),
             serde_json::json!({
                 "desired_state_file": c.reconcile.desired_state_file.as_deref().map(path),
+                "source": c.reconcile.source.as_str(),
             }),
         );
         root.insert(

@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 use crate::suggest::nearest;
 use crate::{
     AuthzConfig, Config, HubConfig, JournalConfig, LogConfig, LogFormat, LogLevel, Problem,
-    ProxmoxConfig, ReconcileConfig, DEFAULT_JOURNAL_FILE_NAME, DEFAULT_NONCE_STORE,
+    ProxmoxConfig, ReconcileConfig, ReconcileSource, DEFAULT_JOURNAL_FILE_NAME,
+    DEFAULT_NONCE_STORE,
 };
 
 const DEFAULT_PROXMOX_TIMEOUT_SECONDS: u64 = 30;
@@ -172,7 +173,11 @@ pub(crate) fn config(doc: &Value, ctx: &mut Ctx) -> Option<Config> {
         top.get("journal").unwrap_or(&empty),
         authz.as_ref().map(|a| a.nonce_store.as_path()),
     );
-    let reconcile = reconcile_section(ctx, top.get("reconcile").unwrap_or(&empty));
+    let reconcile = reconcile_section(
+        ctx,
+        top.get("reconcile").unwrap_or(&empty),
+        top.get("hub").is_some(),
+    );
     let log = log_section(ctx, top.get("log").unwrap_or(&empty));
     Some(Config {
         proxmox: proxmox?,
@@ -529,13 +534,43 @@ pub(crate) fn lexical(p: &Path) -> PathBuf {
     out
 }
 
-fn reconcile_section(ctx: &mut Ctx, v: &Value) -> Option<ReconcileConfig> {
-    let o = Obj::new(ctx, "reconcile", v, &["desired_state_file"])?;
+fn reconcile_section(ctx: &mut Ctx, v: &Value, has_hub: bool) -> Option<ReconcileConfig> {
+    let o = Obj::new(ctx, "reconcile", v, &["desired_state_file", "source"])?;
     let desired_state_file = match o.get("desired_state_file") {
         Some(_) => Some(o.path(ctx, "desired_state_file", true)?),
         None => None,
     };
-    Some(ReconcileConfig { desired_state_file })
+    let source = match o.string(ctx, "source", false) {
+        None if o.get("source").is_some() => return None,
+        None if desired_state_file.is_none() && has_hub => ReconcileSource::Hub,
+        None => ReconcileSource::File,
+        Some(s) => match s.to_ascii_lowercase().as_str() {
+            "file" => ReconcileSource::File,
+            "hub" => ReconcileSource::Hub,
+            _ => {
+                ctx.add(&o.key("source"), format!("expected file or hub, got {s:?}"));
+                return None;
+            }
+        },
+    };
+    if source == ReconcileSource::Hub {
+        if desired_state_file.is_some() {
+            ctx.add(
+                &o.key("source"),
+                "\"hub\" and reconcile.desired_state_file are both set: choose one (remove the \
+                 file to follow the hub, or set source \"file\")",
+            );
+            return None;
+        }
+        if !has_hub {
+            ctx.add(&o.key("source"), "\"hub\" needs the hub section");
+            return None;
+        }
+    }
+    Some(ReconcileConfig {
+        desired_state_file,
+        source,
+    })
 }
 
 fn log_section(ctx: &mut Ctx, v: &Value) -> Option<LogConfig> {

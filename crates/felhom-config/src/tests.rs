@@ -165,6 +165,8 @@ fn a_minimal_config_gets_every_default() {
         Path::new("/var/lib/felhom-agent/journal.log")
     );
     assert_eq!(c.reconcile.desired_state_file, None);
+    // A hub and no file: desired state comes from the hub.
+    assert_eq!(c.reconcile.source, ReconcileSource::Hub);
     assert_eq!(c.log.level, LogLevel::Info);
     assert_eq!(c.log.format, LogFormat::Text);
 }
@@ -223,6 +225,7 @@ fn every_key_set_explicitly() {
         c.reconcile.desired_state_file.as_deref(),
         Some(Path::new("/etc/felhom-agent/desired.json"))
     );
+    assert_eq!(c.reconcile.source, ReconcileSource::File);
     assert_eq!(c.log.level, LogLevel::Debug);
     assert_eq!(c.log.format, LogFormat::Json);
 }
@@ -1188,7 +1191,7 @@ fn the_redacted_display_is_the_whole_effective_config() {
             },
             "authz": {"nonce_store": DEFAULT_NONCE_STORE, "signers": []},
             "journal": {"path": "/var/lib/felhom-agent/journal.log"},
-            "reconcile": {"desired_state_file": null},
+            "reconcile": {"desired_state_file": null, "source": "hub"},
             "log": {"level": "info", "format": "text"}
         })
     );
@@ -1217,6 +1220,8 @@ fn the_redacted_output_reloads_to_the_same_config_given_the_secrets() {
     assert_eq!(back, c);
     // Without a hub section (proxmox-only mode) the output omits it and still reloads.
     c.hub = None;
+    // (and so no hub source: that would not load)
+    c.reconcile.source = ReconcileSource::File;
     let shown = c.redacted().to_string();
     assert!(!shown.contains("\"hub\""));
     let env = [(
@@ -1510,4 +1515,44 @@ fn an_unreadable_ca_file_fails_when_the_client_is_built() {
     let e = pve::client(&p).unwrap_err();
     assert!(matches!(e, pve::PveConfigError::Client(_)));
     assert!(e.to_string().contains("missing-ca.pem"), "{e}");
+}
+
+#[test]
+fn reconcile_source_defaults_and_conflicts() {
+    let mut doc = valid();
+    doc["reconcile"] = json!({"source": "FILE"});
+    assert_eq!(load(&doc).unwrap().reconcile.source, ReconcileSource::File);
+    doc["reconcile"] = json!({"source": "hub"});
+    assert_eq!(load(&doc).unwrap().reconcile.source, ReconcileSource::Hub);
+    doc["reconcile"] = json!({"source": "hub", "desired_state_file": "/etc/felhom-agent/d.json"});
+    let p = problems(&doc);
+    assert!(
+        p.iter().any(|p| p.starts_with(
+            "reconcile.source: \"hub\" and reconcile.desired_state_file are both set"
+        )),
+        "{p:?}"
+    );
+    doc["reconcile"] = json!({"source": "git"});
+    let p = problems(&doc);
+    assert!(
+        p.iter()
+            .any(|p| p.contains("reconcile.source: expected file or hub, got \"git\"")),
+        "{p:?}"
+    );
+    doc["reconcile"] = json!({"source": "hub"});
+    doc.as_object_mut().unwrap().remove("hub");
+    let p = problems(&doc);
+    assert!(
+        p.iter()
+            .any(|p| p.contains("reconcile.source: \"hub\" needs the hub section")),
+        "{p:?}"
+    );
+    // No hub, no file: the file source with nothing to read.
+    doc["reconcile"] = json!({});
+    assert_eq!(load(&doc).unwrap().reconcile.source, ReconcileSource::File);
+    // The environment overlay sets it too.
+    let mut doc = valid();
+    doc["reconcile"] = json!({"desired_state_file": "/etc/felhom-agent/d.json"});
+    let p = problems_with(&doc, &[("FELHOM_AGENT_RECONCILE_SOURCE", "hub")]);
+    assert!(p.iter().any(|p| p.contains("both set")), "{p:?}");
 }

@@ -13,7 +13,10 @@ use std::time::Duration;
 use felhom_http::{
     HttpError, HttpRequest, HttpsClient, HttpsConfig, HttpsConfigError, Secret, TlsTrust,
 };
-use felhom_hub_proto::{ControlEnvelope, HostReport, HOST_REPORT_PATH};
+use felhom_hub_proto::{
+    ControlEnvelope, DesiredStateBody, HostReport, SignedOpsBody, DESIRED_STATE_PATH,
+    HOST_REPORT_PATH, SIGNED_OPS_PATH,
+};
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use http::Method;
 
@@ -21,6 +24,9 @@ use felhom_types::HttpsUrl;
 
 /// Largest envelope accepted: a real one is under 200 bytes.
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// Largest desired-state or signed-ops body accepted: the desired-state file's own limit.
+pub const MAX_INTENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Longest excerpt of an error body kept in [`HubError::Http`], in characters.
 pub const MAX_BODY_EXCERPT_CHARS: usize = 256;
@@ -148,11 +154,60 @@ impl HubError {
     }
 }
 
-/// The hub client. Cheap to clone (shares the connection pool).
+/// A `GET` of hub-served intent (desired state, signed ops) that gave no usable body. Whatever
+/// the cause, the caller changes nothing: the last good intent stays in force.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// Transport or TLS failure (or a body over [`MAX_INTENT_BYTES`]).
+    #[error("hub fetch {url}: {source}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// What failed.
+        #[source]
+        source: HttpError,
+    },
+    /// A non-2xx answer.
+    #[error("hub fetch {url}: answered {status}: {body}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The start of the body, bounded, control characters replaced, the key redacted.
+        body: String,
+    },
+    /// A 2xx answer whose body is not the contract's type (including an empty body).
+    #[error("hub fetch {url}: malformed body: {detail}")]
+    Malformed {
+        /// The URL.
+        url: String,
+        /// serde's message, bounded, the key redacted.
+        detail: String,
+    },
+}
+
+impl FetchError {
+    /// The HTTP status, if the hub answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FetchError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The hub client. Cheap to clone (shares the connection pools).
 #[derive(Clone)]
 pub struct HubClient {
     http: HttpsClient,
+    /// Same trust and timeouts, a larger body limit: desired state can be megabytes, an
+    /// envelope never is.
+    intent_http: HttpsClient,
     report_url: String,
+    desired_url: String,
+    signed_ops_url: String,
     api_key: Secret,
 }
 
@@ -176,16 +231,23 @@ impl HubClient {
         if matches!(config.trust, TlsTrust::InsecureSkipVerify) {
             return Err(HubClientError::Insecure);
         }
-        let http = HttpsClient::new(HttpsConfig {
-            trust: config.trust,
-            connect_timeout: config.timeout.min(MAX_CONNECT_TIMEOUT),
-            request_timeout: config.timeout,
-            max_body_bytes: MAX_ENVELOPE_BYTES,
-            user_agent: format!("felhom-agent/{}", env!("CARGO_PKG_VERSION")),
-        })?;
+        let https = |max_body_bytes, trust| {
+            HttpsClient::new(HttpsConfig {
+                trust,
+                connect_timeout: config.timeout.min(MAX_CONNECT_TIMEOUT),
+                request_timeout: config.timeout,
+                max_body_bytes,
+                user_agent: format!("felhom-agent/{}", env!("CARGO_PKG_VERSION")),
+            })
+        };
+        let http = https(MAX_ENVELOPE_BYTES, config.trust.clone())?;
+        let intent_http = https(MAX_INTENT_BYTES, config.trust)?;
         Ok(HubClient {
             http,
+            intent_http,
             report_url: config.url.join(HOST_REPORT_PATH),
+            desired_url: config.url.join(DESIRED_STATE_PATH),
+            signed_ops_url: config.url.join(SIGNED_OPS_PATH),
             api_key: config.api_key,
         })
     }
@@ -222,17 +284,55 @@ impl HubClient {
         })
     }
 
+    /// `GET {hub.url}/api/v1/desired-state`: the hub's desired state for this host. Only the
+    /// body's shape is checked here; the caller validates the guests and the generation.
+    pub async fn desired_state(&self) -> Result<DesiredStateBody, FetchError> {
+        self.fetch(&self.desired_url).await
+    }
+
+    /// `GET {hub.url}/api/v1/signed-ops`: the signed ops waiting for this host, blobs as the
+    /// exact strings served.
+    pub async fn signed_ops(&self) -> Result<SignedOpsBody, FetchError> {
+        self.fetch(&self.signed_ops_url).await
+    }
+
+    async fn fetch<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, FetchError> {
+        let resp = self
+            .intent_http
+            .send(self.authorized(HttpRequest::new(Method::GET, url.to_owned())))
+            .await
+            .map_err(|source| FetchError::Transport {
+                url: url.to_owned(),
+                source,
+            })?;
+        if !(200..300).contains(&resp.status) {
+            return Err(FetchError::Http {
+                url: url.to_owned(),
+                status: resp.status,
+                body: self.excerpt(&String::from_utf8_lossy(&resp.body)),
+            });
+        }
+        serde_json::from_slice(&resp.body).map_err(|e| FetchError::Malformed {
+            url: url.to_owned(),
+            detail: self.excerpt(&e.to_string()),
+        })
+    }
+
     /// The request, with the key made into a header only now, marked sensitive so hyper and
     /// `http` never print it.
     fn request(&self, body: Vec<u8>) -> HttpRequest {
+        self.authorized(HttpRequest::new(Method::POST, self.report_url.clone()))
+            .body("application/json", body)
+    }
+
+    /// `req` with the Bearer key (sensitive) and `Accept: application/json`.
+    fn authorized(&self, req: HttpRequest) -> HttpRequest {
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose()))
             // `new` checked the key is visible ASCII, which always makes a valid header value
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
         auth.set_sensitive(true);
-        HttpRequest::new(Method::POST, self.report_url.clone())
-            .header(AUTHORIZATION, auth)
+        req.header(AUTHORIZATION, auth)
             .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .body("application/json", body)
     }
 
     /// `text` bounded, on one line, with the key redacted should the hub have echoed it.

@@ -1,7 +1,8 @@
 //! `HubSim`: an in-process felhom hub over real HTTPS on loopback: `POST /api/v1/host-report`
 //! with Bearer auth, every report recorded (typed, raw JSON, headers, time), a configurable
-//! `ControlEnvelope` as the answer, and fault injection (statuses, dropped connections, bad
-//! bodies, latency).
+//! `ControlEnvelope` as the answer, the hub-served intent (`GET /api/v1/desired-state`,
+//! `GET /api/v1/signed-ops`), and fault injection (statuses, dropped connections, bad bodies,
+//! latency; on every path or on one).
 //!
 //! It shares the PVE simulator's TLS plumbing (a generated CA and a leaf for `127.0.0.1`) and
 //! accept loop; only the request handling is its own.
@@ -12,7 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use felhom_hub_proto::{ControlEnvelope, HostReport, HOST_REPORT_PATH};
+use felhom_hub_proto::{
+    ControlEnvelope, DesiredStateBody, HostReport, SignedOpEntry, SignedOpsBody,
+    DESIRED_STATE_PATH, HOST_REPORT_PATH, SIGNED_OPS_PATH,
+};
 use http::header::{HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -85,7 +89,8 @@ pub enum HubFault {
 #[derive(Debug, Default)]
 struct FaultState {
     latency: Duration,
-    queue: Vec<(u32, HubFault)>,
+    /// (requests left, only on this path or on any, the fault)
+    queue: Vec<(u32, Option<String>, HubFault)>,
 }
 
 /// Fault injection of a [`HubSim`], changeable while it runs; cheap to clone.
@@ -108,7 +113,15 @@ impl HubFaults {
     /// Answer the next `n` requests with `fault`. Queued faults are used up in order.
     pub fn fail_next(&self, n: u32, fault: HubFault) {
         if n > 0 {
-            self.lock().queue.push((n, fault));
+            self.lock().queue.push((n, None, fault));
+        }
+    }
+
+    /// Answer the next `n` requests to `path` (e.g. [`DESIRED_STATE_PATH`]) with `fault`;
+    /// other paths are served normally.
+    pub fn fail_next_on(&self, path: &str, n: u32, fault: HubFault) {
+        if n > 0 {
+            self.lock().queue.push((n, Some(path.to_owned()), fault));
         }
     }
 
@@ -126,13 +139,17 @@ impl HubFaults {
         self.lock().latency
     }
 
-    fn take(&self) -> Option<HubFault> {
+    fn take(&self, path: &str) -> Option<HubFault> {
         let mut s = self.lock();
-        let (left, fault) = s.queue.first_mut()?;
+        let at = s
+            .queue
+            .iter()
+            .position(|(_, on, _)| on.as_deref().is_none_or(|on| on == path))?;
+        let (left, _, fault) = &mut s.queue[at];
         let fault = fault.clone();
         *left -= 1;
         if *left == 0 {
-            s.queue.remove(0);
+            s.queue.remove(at);
         }
         Some(fault)
     }
@@ -203,6 +220,10 @@ pub struct WaitTimeout {
 struct HubState {
     api_key: String,
     envelope: ControlEnvelope,
+    /// `GET /api/v1/desired-state`'s body; `None`: 404.
+    desired: Option<DesiredStateBody>,
+    /// `GET /api/v1/signed-ops`'s body: served as is, on every request, until changed.
+    signed_ops: SignedOpsBody,
     max_body_bytes: usize,
     reports: Vec<ReceivedReport>,
     requests: Vec<HubRequest>,
@@ -282,6 +303,8 @@ impl HubSim {
             state: Mutex::new(HubState {
                 api_key: config.api_key,
                 envelope: config.envelope,
+                desired: None,
+                signed_ops: SignedOpsBody::default(),
                 max_body_bytes: config.max_body_bytes,
                 reports: Vec::new(),
                 requests: Vec::new(),
@@ -351,6 +374,28 @@ impl HubSim {
         self.shared.lock().envelope.clone()
     }
 
+    /// Serve `body` at `GET /api/v1/desired-state` and announce its generation in the envelope
+    /// (the hub publishing a new desired state).
+    pub fn publish_desired(&self, body: DesiredStateBody) {
+        let mut s = self.shared.lock();
+        s.envelope.desired_generation = body.generation;
+        s.desired = Some(body);
+    }
+
+    /// Serve `body` without touching the envelope (e.g. a body whose generation went backwards,
+    /// or one that disagrees with the announcement).
+    pub fn set_desired(&self, body: Option<DesiredStateBody>) {
+        self.shared.lock().desired = body;
+    }
+
+    /// Serve `ops` at `GET /api/v1/signed-ops` (every time, until changed) and set the
+    /// envelope's `has_signed_ops` to whether there are any.
+    pub fn set_signed_ops(&self, ops: Vec<SignedOpEntry>) {
+        let mut s = self.shared.lock();
+        s.envelope.has_signed_ops = !ops.is_empty();
+        s.signed_ops = SignedOpsBody { ops };
+    }
+
     /// Accept only `key` from now on (a key rotation at the hub).
     pub fn set_api_key(&self, key: &str) {
         self.shared.lock().api_key = key.to_string();
@@ -369,6 +414,16 @@ impl HubSim {
     /// Every request so far (accepted, refused, failed by a fault, dropped), oldest first.
     pub fn requests(&self) -> Vec<HubRequest> {
         self.shared.lock().requests.clone()
+    }
+
+    /// How many requests to `path` were seen so far (whatever their answer).
+    pub fn request_count(&self, path: &str) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
     }
 
     /// Waits (tokio time) until at least `n` reports were accepted and returns all of them.
@@ -463,6 +518,9 @@ async fn accept(
     path: &str,
     at: Instant,
 ) -> Response<Full<Bytes>> {
+    if path == DESIRED_STATE_PATH || path == SIGNED_OPS_PATH {
+        return serve_intent(&req, shared, method, path);
+    }
     if path != HOST_REPORT_PATH {
         return error(404, format!("no route for {path}"));
     }
@@ -476,25 +534,8 @@ async fn accept(
         let s = shared.lock();
         (s.api_key.clone(), s.max_body_bytes)
     };
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    let unauthorized = |message: &str| {
-        let mut resp = error(401, message);
-        resp.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"felhom-hub\""),
-        );
-        resp
-    };
-    match presented {
-        None => return unauthorized("missing bearer token"),
-        Some(t) if !constant_time_eq(t.as_bytes(), api_key.as_bytes()) => {
-            return unauthorized("invalid api key")
-        }
-        Some(_) => {}
+    if let Some(refused) = check_auth(req.headers(), &api_key) {
+        return refused;
     }
     let is_json = req
         .headers()
@@ -541,6 +582,71 @@ async fn accept(
     }
 }
 
+/// `None` when the request carries the accepted Bearer key, else the 401.
+fn check_auth(headers: &HeaderMap, api_key: &str) -> Option<Response<Full<Bytes>>> {
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let unauthorized = |message: &str| {
+        let mut resp = error(401, message);
+        resp.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"felhom-hub\""),
+        );
+        resp
+    };
+    match presented {
+        None => Some(unauthorized("missing bearer token")),
+        Some(t) if !constant_time_eq(t.as_bytes(), api_key.as_bytes()) => {
+            Some(unauthorized("invalid api key"))
+        }
+        Some(_) => None,
+    }
+}
+
+/// `GET /api/v1/desired-state` and `GET /api/v1/signed-ops`.
+fn serve_intent(
+    req: &Request<Incoming>,
+    shared: &HubShared,
+    method: &str,
+    path: &str,
+) -> Response<Full<Bytes>> {
+    if method != "GET" {
+        let mut resp = error(405, format!("method {method} not allowed on {path}"));
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
+        return resp;
+    }
+    let s = shared.lock();
+    if let Some(refused) = check_auth(req.headers(), &s.api_key) {
+        return refused;
+    }
+    let body = if path == DESIRED_STATE_PATH {
+        match &s.desired {
+            Some(d) => serde_json::to_value(d),
+            None => return error(404, "no desired state published for this host"),
+        }
+    } else {
+        serde_json::to_value(&s.signed_ops)
+    };
+    match body {
+        Ok(v) => answer(200, v),
+        Err(e) => error(500, format!("encoding {path}: {e}")),
+    }
+}
+
+/// What a hub that parses a stored blob and writes it back sends instead of the exact signed
+/// string: the same JSON value, keys sorted and pretty-printed. Its signature no longer
+/// matches; the agent must refuse it.
+pub fn reserialized_blob(blob: &str) -> String {
+    match serde_json::from_str::<Value>(blob) {
+        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_else(|_| blob.to_owned()),
+        // Not JSON: change it anyway, so the signature cannot match.
+        Err(_) => format!(" {blob}"),
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     shared: Arc<HubShared>,
@@ -552,7 +658,7 @@ async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let resp = match shared.faults.take() {
+    let resp = match shared.faults.take(&path) {
         Some(HubFault::Drop) => {
             shared.record(&method, &path, 0, at);
             return Err(Dropped);
@@ -590,14 +696,30 @@ mod tests {
         f.fail_next(2, HubFault::Status(500));
         f.drop_next(1);
         f.fail_next(0, HubFault::Status(503));
-        assert_eq!(f.take(), Some(HubFault::Status(500)));
-        assert_eq!(f.take(), Some(HubFault::Status(500)));
-        assert_eq!(f.take(), Some(HubFault::Drop));
-        assert_eq!(f.take(), None);
+        assert_eq!(f.take("/"), Some(HubFault::Status(500)));
+        assert_eq!(f.take("/"), Some(HubFault::Status(500)));
+        assert_eq!(f.take("/"), Some(HubFault::Drop));
+        assert_eq!(f.take("/"), None);
         f.set_latency(Duration::from_millis(5));
         f.fail_next(1, HubFault::Status(503));
         f.clear();
-        assert_eq!(f.take(), None);
+        assert_eq!(f.take("/"), None);
+        // A fault on one path leaves the others alone.
+        f.fail_next_on(DESIRED_STATE_PATH, 1, HubFault::Status(502));
+        assert_eq!(f.take(HOST_REPORT_PATH), None);
+        assert_eq!(f.take(DESIRED_STATE_PATH), Some(HubFault::Status(502)));
+        assert_eq!(f.take(DESIRED_STATE_PATH), None);
+    }
+
+    #[test]
+    fn a_reserialized_blob_is_the_same_value_in_other_bytes() {
+        let blob = r#"{"op":"destroy_guest","host_id":"pve-01","guest_id":105}"#;
+        let re = reserialized_blob(blob);
+        assert_ne!(re, blob);
+        assert_eq!(
+            serde_json::from_str::<Value>(&re).unwrap(),
+            serde_json::from_str::<Value>(blob).unwrap()
+        );
         assert_eq!(f.latency(), Duration::ZERO);
     }
 

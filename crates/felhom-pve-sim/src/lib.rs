@@ -49,8 +49,8 @@ pub use config::{
 pub use error::SimError;
 pub use faults::{Faults, HttpFault, TaskFault};
 pub use hub::{
-    HubFault, HubFaults, HubRequest, HubSim, HubSimConfig, ReceivedReport, WaitTimeout,
-    DEFAULT_HUB_API_KEY, DEFAULT_HUB_MAX_BODY_BYTES,
+    reserialized_blob, HubFault, HubFaults, HubRequest, HubSim, HubSimConfig, ReceivedReport,
+    WaitTimeout, DEFAULT_HUB_API_KEY, DEFAULT_HUB_MAX_BODY_BYTES,
 };
 pub use state::{GuestView, RequestRecord, SimState, SnapshotView, TaskView, VolumeView};
 

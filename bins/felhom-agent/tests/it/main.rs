@@ -6,6 +6,7 @@
 mod commands;
 mod daemon;
 mod hostile;
+mod hub_intent;
 mod journal_cmd;
 mod support;
 mod verify_op;
