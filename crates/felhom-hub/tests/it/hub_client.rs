@@ -253,3 +253,80 @@ async fn a_pinned_hub_is_reached_and_a_wrong_pin_is_refused() {
     // Nothing reached the hub through the wrong pin.
     assert_eq!(hub.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn intent_fetches_round_trip_with_the_bearer_key_and_faults_are_typed() {
+    use felhom_hub::hub::{FetchError, MAX_INTENT_BYTES};
+    use felhom_hub_proto::golden::sample_intent;
+    use felhom_hub_proto::{DESIRED_STATE_PATH, SIGNED_OPS_PATH};
+
+    let hub = support::hub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = support::hub_client(&hub, &dir);
+    // Nothing published yet: a 404, typed.
+    let e = client.desired_state().await.unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    assert!(e.to_string().contains(DESIRED_STATE_PATH), "{e}");
+
+    let sample = sample_intent();
+    hub.publish_desired(sample.desired_state.clone());
+    hub.set_signed_ops(sample.signed_ops.ops.clone());
+    assert_eq!(client.desired_state().await.unwrap(), sample.desired_state);
+    let ops = client.signed_ops().await.unwrap();
+    // The blob arrives as the exact string the hub stored: these are the signed bytes.
+    assert_eq!(ops, sample.signed_ops);
+    assert_eq!(
+        ops.ops[0].blob_bytes(),
+        sample_intent().signed_ops.ops[0].blob.as_bytes()
+    );
+    assert_eq!(hub.envelope().desired_generation, 7);
+    assert!(hub.envelope().has_signed_ops);
+
+    // 5xx, malformed, oversized, dropped: each a typed error, nothing decoded.
+    hub.faults()
+        .fail_next_on(DESIRED_STATE_PATH, 1, HubFault::Status(503));
+    let e = client.desired_state().await.unwrap_err();
+    assert!(matches!(e, FetchError::Http { status: 503, .. }), "{e}");
+    hub.faults().fail_next_on(
+        SIGNED_OPS_PATH,
+        1,
+        HubFault::Body(200, r#"{"ops":[{"blob":"x"}]}"#.into()),
+    );
+    let e = client.signed_ops().await.unwrap_err();
+    assert!(matches!(e, FetchError::Malformed { .. }), "{e}");
+    assert!(e.to_string().contains("signature"), "{e}");
+    hub.faults().fail_next_on(
+        DESIRED_STATE_PATH,
+        1,
+        HubFault::Body(200, " ".repeat(MAX_INTENT_BYTES + 1)),
+    );
+    let e = client.desired_state().await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FetchError::Transport {
+                source: HttpError::BodyTooLarge { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    hub.faults()
+        .fail_next_on(DESIRED_STATE_PATH, 1, HubFault::Drop);
+    assert!(matches!(
+        client.desired_state().await.unwrap_err(),
+        FetchError::Transport { .. }
+    ));
+    // A key the hub refuses: 401, and the key is in no error.
+    hub.set_api_key("another-key");
+    let e = client.signed_ops().await.unwrap_err();
+    assert_eq!(e.status(), Some(401));
+    assert!(!e.to_string().contains(KEY) && !format!("{e:?}").contains(KEY));
+    // Every fetch was a GET on its path.
+    let gets = hub.requests().iter().filter(|r| r.method == "GET").count();
+    assert_eq!(
+        gets,
+        hub.request_count(DESIRED_STATE_PATH) + hub.request_count(SIGNED_OPS_PATH)
+    );
+    assert_eq!(hub.request_count(DESIRED_STATE_PATH), 5);
+}
