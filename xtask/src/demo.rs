@@ -6,7 +6,8 @@
 //!
 //! The demo is a list of [`Step`]s: first the self-tests (read, reversible task), then the
 //! `felhom-agent` daemon ([`agent`]): reports reaching the hub, the guests converging to a
-//! desired-state file, a quiet second pass, and a clean SIGTERM.
+//! desired-state file, a quiet second pass, and a clean SIGTERM; then the hub serving the
+//! desired state instead.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

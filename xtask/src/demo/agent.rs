@@ -3,7 +3,9 @@
 //! wanted running; guest 100 resized and given a description PVE hands back with a trailing
 //! newline); the steps show reports arriving at the hub, the guests converging (before/after
 //! table from the simulator's state), the next pass planning nothing, and a SIGTERM ending the
-//! daemon with exit status 0.
+//! daemon with exit status 0. Then the hub drives: it publishes desired state (a start and a
+//! resize), the daemon restarts with `reconcile.source = "hub"`, converges, and fetches the
+//! state once however many reports announce the same generation.
 //!
 //! The steps share one running daemon ([`AgentState`]); its log streams to the terminal as
 //! `agent | …` lines while the steps check what happened.
@@ -14,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use felhom_hub_proto::{GuestReport, GuestStatus, HostReport};
+use felhom_hub_proto::{
+    DesiredGuestEntry, DesiredRunState, DesiredSpec, DesiredStateBody, GuestReport, GuestStatus,
+    HostReport, DESIRED_STATE_PATH,
+};
 use felhom_journal::OpJournal;
 use felhom_pve_sim::{
     GuestView, PveSim, DEFAULT_HUB_API_KEY, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
@@ -53,11 +58,17 @@ pub enum AgentStep {
     Quiet,
     /// SIGTERM: the queue drains, exit 0, nothing left in flight.
     Stop,
+    /// The hub publishes desired state; the daemon restarts with `reconcile.source = "hub"`.
+    HubStart,
+    /// The hub's desired state converges (a start and a resize), fetched once.
+    HubConverge,
+    /// SIGTERM again.
+    HubStop,
 }
 
 impl AgentStep {
     /// Every step with its title.
-    pub fn all() -> [(&'static str, AgentStep); 5] {
+    pub fn all() -> [(&'static str, AgentStep); 8] {
         [
             (
                 "felhom-agent daemon starts against both simulators (desired state differs from \
@@ -77,6 +88,16 @@ impl AgentStep {
                 "SIGTERM: the daemon drains its queue and exits 0",
                 AgentStep::Stop,
             ),
+            (
+                "the hub serves desired state (generation 1); the daemon restarts with \
+                 reconcile.source = \"hub\"",
+                AgentStep::HubStart,
+            ),
+            (
+                "the hub's desired state converges: 101 started, 100 resized; fetched once",
+                AgentStep::HubConverge,
+            ),
+            ("SIGTERM: the hub-driven daemon exits 0", AgentStep::HubStop),
         ]
     }
 }
@@ -144,7 +165,16 @@ pub async fn run(demo: &Demo, step: AgentStep) -> Result<()> {
             converge(demo, slot.as_mut().context("the daemon is not running")?).await
         }
         AgentStep::Quiet => quiet(demo, slot.as_mut().context("the daemon is not running")?).await,
-        AgentStep::Stop => stop(demo, slot.take().context("the daemon is not running")?).await,
+        AgentStep::Stop | AgentStep::HubStop => {
+            stop(demo, slot.take().context("the daemon is not running")?).await
+        }
+        AgentStep::HubStart => {
+            *slot = Some(hub_start(demo).await?);
+            Ok(())
+        }
+        AgentStep::HubConverge => {
+            hub_converge(demo, slot.as_mut().context("the daemon is not running")?).await
+        }
     }
 }
 
@@ -158,7 +188,12 @@ fn binary(demo: &Demo) -> Result<PathBuf> {
 
 /// The daemon's config: pinned to pve-sim, the hub's CA file, journal, nonce store and desired
 /// state in the demo's temp dir. Test values only: the simulators' fixed token and key.
-fn daemon_config(sim: &PveSim, hub_url: &str, dir: &Path) -> Value {
+fn daemon_config(sim: &PveSim, hub_url: &str, dir: &Path, from_hub: bool) -> Value {
+    let reconcile = if from_hub {
+        json!({ "source": "hub" })
+    } else {
+        json!({ "desired_state_file": dir.join("desired.json") })
+    };
     json!({
         "proxmox": {
             "api_url": sim.base_url(),
@@ -178,7 +213,7 @@ fn daemon_config(sim: &PveSim, hub_url: &str, dir: &Path) -> Value {
         },
         "authz": { "nonce_store": dir.join("nonces.log"), "signers": [] },
         "journal": { "path": dir.join("journal.log") },
-        "reconcile": { "desired_state_file": dir.join("desired.json") },
+        "reconcile": reconcile,
         "log": { "level": "info", "format": "text" }
     })
 }
@@ -197,25 +232,116 @@ fn write_json(path: &Path, v: &Value) -> Result<()> {
 }
 
 async fn start(demo: &Demo) -> Result<Running> {
+    spawn_daemon(demo, false).await
+}
+
+/// The hub's desired state: guest 101 running (an operator stopped it meanwhile), guest 100
+/// at 2 cores (the file left it at 4).
+pub fn hub_desired_state() -> DesiredStateBody {
+    DesiredStateBody {
+        generation: 1,
+        guests: vec![
+            DesiredGuestEntry {
+                vmid: 101,
+                run_state: Some(DesiredRunState::Running),
+                ..DesiredGuestEntry::default()
+            },
+            DesiredGuestEntry {
+                vmid: 100,
+                spec: Some(DesiredSpec {
+                    cores: Some(2),
+                    ..DesiredSpec::default()
+                }),
+                ..DesiredGuestEntry::default()
+            },
+        ],
+    }
+}
+
+async fn hub_start(demo: &Demo) -> Result<Running> {
+    ensure!(
+        demo.sim.state().set_running(101, false),
+        "guest 101 is missing"
+    );
+    println!("an operator stops guest 101 by hand (drift the hub's desired state will undo)");
+    let body = hub_desired_state();
+    demo.hub.publish_desired(body.clone());
+    println!(
+        "hub publishes GET /api/v1/desired-state = {}",
+        serde_json::to_string(&body)?
+    );
+    println!(
+        "hub envelope now announces desired_generation={}",
+        demo.hub.envelope().desired_generation
+    );
+    spawn_daemon(demo, true).await
+}
+
+async fn hub_converge(demo: &Demo, running: &mut Running) -> Result<()> {
+    running
+        .wait_for_line(0, &["hub desired state adopted", "to=1"])
+        .await?;
+    running
+        .wait_for_line(0, &["reconcile pass done", "planned 2:", "0 failed"])
+        .await?;
+    let after = demo.sim.state().guests();
+    println!("guests after:");
+    print_table(&after);
+    let g = |vmid: u32| {
+        after
+            .iter()
+            .find(|g| g.vmid == vmid)
+            .with_context(|| format!("guest {vmid} is gone"))
+    };
+    ensure!(g(101)?.running, "guest 101 is not running");
+    ensure!(
+        g(100)?.config.get("cores").map(String::as_str) == Some("2"),
+        "guest 100 has cores {:?}, not 2",
+        g(100)?.config.get("cores")
+    );
+    // Generation caching: later reports announce the same generation; nothing is re-fetched.
+    let seen = demo.hub.report_count();
+    demo.hub
+        .wait_for_reports(seen + 2, WAIT)
+        .await
+        .context("waiting for two more reports")?;
+    let fetches = demo.hub.request_count(DESIRED_STATE_PATH);
+    ensure!(
+        fetches == 1,
+        "the desired state was fetched {fetches} times, expected once"
+    );
+    println!(
+        "{} reports so far, desired state fetched {fetches} time (only when the generation \
+         changed)",
+        demo.hub.report_count()
+    );
+    Ok(())
+}
+
+async fn spawn_daemon(demo: &Demo, from_hub: bool) -> Result<Running> {
     let bin = binary(demo)?;
     let dir = &demo.dir;
     std::fs::write(dir.join("hub-ca.pem"), demo.hub.ca_pem()).context("writing the hub CA")?;
     let config = dir.join("agent-daemon.json");
     write_json(
         &config,
-        &daemon_config(&demo.sim, &demo.hub.base_url(), dir),
+        &daemon_config(&demo.sim, &demo.hub.base_url(), dir, from_hub),
     )?;
-    write_json(&dir.join("desired.json"), &desired_state())?;
     println!(
         "hub      {} (answers every report with poll_interval_seconds={DEMO_POLL_SECONDS})",
         demo.hub.base_url()
     );
     println!("config   {}", config.display());
-    println!(
-        "desired  {}: {}",
-        dir.join("desired.json").display(),
-        desired_state()
-    );
+    if from_hub {
+        println!("desired  from the hub (reconcile.source = \"hub\")");
+    } else {
+        write_json(&dir.join("desired.json"), &desired_state())?;
+        println!(
+            "desired  {}: {}",
+            dir.join("desired.json").display(),
+            desired_state()
+        );
+    }
     let before = demo.sim.state().guests();
     let mutations_before = mutations(demo);
     println!("\nguests before:");
@@ -523,7 +649,13 @@ mod tests {
     fn the_steps_run_in_order_and_end_with_the_stop() {
         let all = AgentStep::all();
         assert_eq!(all[0].1, AgentStep::Start);
-        assert_eq!(all[all.len() - 1].1, AgentStep::Stop);
+        assert_eq!(all[4].1, AgentStep::Stop);
+        assert_eq!(all[5].1, AgentStep::HubStart);
+        assert_eq!(all[all.len() - 1].1, AgentStep::HubStop);
+        // The hub's desired state is a start and a resize away from where the file left it.
+        let hub = hub_desired_state();
+        assert_eq!(hub.guests[0].run_state, Some(DesiredRunState::Running));
+        assert_eq!(hub.guests[1].spec.as_ref().unwrap().cores, Some(2));
         assert!(all.iter().all(|(t, _)| !t.is_empty()));
     }
 }
