@@ -308,7 +308,7 @@ mod tests {
     fn every_step_has_a_title_and_runs_a_built_binary_or_a_check() {
         let steps = steps();
         assert!(steps.len() >= 2);
-        // The self-tests first, then the daemon, ending with its stop.
+        // The self-tests first, then the daemon, ending with the hub-driven daemon's stop.
         let first_agent = steps
             .iter()
             .position(|s| matches!(s, Step::Agent { .. }))
@@ -319,7 +319,7 @@ mod tests {
         assert!(matches!(
             steps.last(),
             Some(Step::Agent {
-                step: agent::AgentStep::Stop,
+                step: agent::AgentStep::HubStop,
                 ..
             })
         ));
