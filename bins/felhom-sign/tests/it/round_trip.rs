@@ -259,8 +259,8 @@ fn new_writes_exactly_the_canonical_serialisation() {
 }
 
 #[test]
-fn a_rotation_and_a_rollback_check_out_with_authorized_keys_signers() {
-    if !have_ssh_keygen("a_rotation_and_a_rollback_check_out_with_authorized_keys_signers") {
+fn a_rotation_checks_out_with_authorized_keys_signers() {
+    if !have_ssh_keygen("a_rotation_checks_out_with_authorized_keys_signers") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
