@@ -2,6 +2,7 @@
 
 mod bench;
 mod cargo;
+mod deb;
 mod demo;
 mod vectors;
 
@@ -37,6 +38,9 @@ enum Command {
         #[arg(long)]
         bless: bool,
     },
+    /// Build the Debian package (release binaries, `dpkg-deb`) into target/debian; lintian
+    /// checks it when installed.
+    Deb(deb::DebArgs),
     /// Regenerate the SSHSIG test vectors with the machine's ssh-keygen (never run by CI).
     Vectors,
 }
@@ -57,6 +61,7 @@ fn main() -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Live { config } => live(&config),
         Command::Golden { bless } => golden(bless),
+        Command::Deb(args) => deb::run(&root(), args),
         Command::Vectors => vectors::run(&root().join("testdata/sshsig")),
     }
 }

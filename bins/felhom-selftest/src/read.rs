@@ -3,11 +3,11 @@
 //! token's permissions — and whether PVE is silently hiding guests or storage from the token
 //! (the privsep trap: a token without an ACL of its own sees `[]`, not a 403).
 
+use felhom_proxmox::privileges::{Need, Scope};
 use felhom_proxmox::{
     Fingerprint, GuestStatus, LxcConfig, NodeInfo, NodeStatus, Permissions, ProxmoxApi,
     ProxmoxError, StorageInfo, TlsTrust,
 };
-use felhom_proxmox::privileges::{Need, Scope};
 
 use crate::privileges::{judge, Verdict};
 use crate::report::{describe, Check, Report};
