@@ -313,12 +313,14 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         Desired::File(p) => tracing::info!(file = %p.path().display(), "desired state from file"),
         Desired::Empty(_) => tracing::info!("no desired state configured: nothing is reconciled"),
     }
+    let guest_cache = felhom_hub::collector::GuestCache::default();
     let reconciler = Arc::new(Reconciler {
         engine,
         desired,
         verifier,
         status: Arc::clone(&status),
         journal: journal.clone(),
+        guest_cache: guest_cache.clone(),
     });
 
     let stop = CancellationToken::new();
@@ -336,6 +338,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         async move { reconciler.run(wake, stop).await }
     });
     let mut settings = HeartbeatSettings::new(hub_config.host_id.clone(), hub_config.poll_interval);
+    settings.guest_cache = guest_cache;
     if let Some(floor) = poll_floor {
         settings.min_interval = floor;
     }
