@@ -3,6 +3,7 @@
 #[cfg(feature = "heavy")]
 mod bench;
 mod cargo;
+mod deb;
 #[cfg(feature = "heavy")]
 mod demo;
 #[cfg(feature = "heavy")]
@@ -51,6 +52,9 @@ enum Command {
         #[arg(long)]
         bless: bool,
     },
+    /// Build the Debian package (release binaries, `dpkg-deb`) into target/debian; lintian
+    /// checks it when installed.
+    Deb(deb::DebArgs),
     #[cfg(feature = "heavy")]
     /// Regenerate the SSHSIG test vectors with the machine's ssh-keygen (never run by CI).
     Vectors,
@@ -83,6 +87,7 @@ fn main() -> Result<()> {
         #[cfg(feature = "heavy")]
         Command::Live { config } => live(&config),
         Command::Golden { bless } => golden(bless),
+        Command::Deb(args) => deb::run(&root(), args),
         #[cfg(feature = "heavy")]
         Command::Vectors => vectors::run(&root().join("testdata/sshsig")),
     }

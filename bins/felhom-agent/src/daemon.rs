@@ -315,6 +315,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
             ..EngineOptions::default()
         });
     let (desired, intent) = hub_intent(&config, &hub);
+    let guest_cache = felhom_hub::collector::GuestCache::default();
     let reconciler = Arc::new(Reconciler {
         engine,
         desired,
@@ -322,6 +323,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         status: Arc::clone(&status),
         journal: journal.clone(),
         intent: Some(Arc::clone(&intent)),
+        guest_cache: guest_cache.clone(),
     });
 
     let stop = CancellationToken::new();
@@ -340,6 +342,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         async move { reconciler.run(wake, stop).await }
     });
     let mut settings = HeartbeatSettings::new(hub_config.host_id.clone(), hub_config.poll_interval);
+    settings.guest_cache = guest_cache;
     if let Some(floor) = poll_floor {
         settings.min_interval = floor;
     }

@@ -72,6 +72,9 @@ pub struct Reconciler<A: ProxmoxApi + 'static> {
     pub journal: Option<felhom_reconcile::SharedJournal>,
     /// Hub-served intent, acted on before each pass.
     pub intent: Option<Arc<crate::intent::HubIntent>>,
+    /// The heartbeat's guest-config cache: the agent's own writes invalidate it, so the next
+    /// report shows what the agent wrote instead of waiting for the slow resync.
+    pub guest_cache: felhom_hub::collector::GuestCache,
 }
 
 impl<A: ProxmoxApi + 'static> std::fmt::Debug for Reconciler<A> {
@@ -103,6 +106,11 @@ impl<A: ProxmoxApi + 'static> Reconciler<A> {
         let result = self.engine.run_pass(&self.desired, unix).await;
         match result {
             Ok(summary) => {
+                if summary.mutations > 0 {
+                    // The summary counts writes but does not list every written guest, so the
+                    // whole cache goes: one full config read at the next beat, after a write.
+                    self.guest_cache.clear();
+                }
                 self.status.pass_done(Ok(&summary));
                 Some(summary)
             }

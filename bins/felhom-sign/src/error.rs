@@ -60,7 +60,7 @@ pub enum SignError {
         problem: String,
     },
     /// The composed op does not pass the catalogue's checks.
-    #[error("{0}")]
+    #[error(transparent)]
     Op(#[from] OpBlobError),
     /// A `--valid` that is not a duration.
     #[error("--valid {input:?}: {problem} (write e.g. 15m, 1h30m, 2d)")]

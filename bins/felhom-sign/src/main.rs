@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use felhom_authz::{MAX_BLOB_LEN, MAX_SIGNATURE_LEN};
 use felhom_hub_proto::{OpKind, Timestamp};
@@ -135,7 +135,8 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("felhom-sign: error: {e:#}");
+            // Every SignError names its cause in its own message; `{:#}` would repeat it.
+            eprintln!("felhom-sign: error: {e}");
             ExitCode::from(2)
         }
     }
@@ -188,7 +189,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     stdout
                         .write_all(bytes.as_bytes())
                         .and_then(|()| stdout.flush())
-                        .context("writing the blob to stdout")?;
+                        .map_err(|e| anyhow::anyhow!("cannot write the blob to stdout: {e}"))?;
                     // The bytes carry no newline (they are what gets signed); keep a
                     // terminal's prompt off the blob's line.
                     if stdout.is_terminal() {

@@ -259,6 +259,43 @@ async fn a_desired_state_file_converges_the_guests_and_the_next_pass_plans_nothi
     assert_eq!(journal.len(), 2);
 }
 
+/// The reports read configs incrementally (a full resync only every 10th beat), so a write the
+/// list does not reveal — a description — must invalidate the cache: the agent's own write shows
+/// in the next report, not ten beats later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_own_description_write_shows_in_the_next_reports() {
+    let env = Env::start(1).await;
+    env.desire(json!({ "guests": [
+        { "vmid": 100, "description": "written by the agent" }
+    ]}));
+    let daemon = env.spawn(&[], &FLOOR);
+    daemon
+        .wait_for_lines(&["reconcile pass done", "planned 1:"], 1, WAIT)
+        .await;
+    // Two more passes, so at least two beats ran after the write (a pass follows each beat).
+    daemon
+        .wait_for_lines(&["reconcile pass done", "planned 0:"], 2, WAIT)
+        .await;
+    let reports = env.hub.reports();
+    let last = &reports.last().expect("reports arrived").report;
+    let web = last
+        .guests
+        .iter()
+        .find(|g| g.vmid == 100)
+        .expect("guest 100");
+    assert_eq!(
+        web.description.as_deref().map(str::trim_end),
+        Some("written by the agent"),
+        "{} reports so far",
+        reports.len()
+    );
+    assert!(
+        reports.len() < 10,
+        "the slow resync must not be what showed it"
+    );
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_host_keeps_reporting_and_applies_no_desired_state() {
     let env = Env::start(1).await;
