@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::cargo::Profile;
-use felhom_pve_sim::{
-    GuestView, HubSim, HubSimConfig, PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
-};
+use felhom_pve_sim::{GuestView, HubSim, HubSimConfig, PveSim, SimConfig};
 
 mod agent;
 
@@ -282,17 +280,8 @@ fn guest_unchanged(demo: &Demo) -> Result<String> {
 /// A config with only the `proxmox` section, pinned to the simulator's certificate. The
 /// simulator's token secret is a fixed test value, never a real credential.
 fn write_config(sim: &PveSim, path: &Path) -> Result<()> {
-    let doc = serde_json::json!({
-        "proxmox": {
-            "api_url": sim.base_url(),
-            "node": sim.node(),
-            "token_id": DEFAULT_TOKEN_ID,
-            "token_secret": DEFAULT_TOKEN_SECRET,
-            "tls": { "fingerprint_sha256": [sim.fingerprint()] },
-            "timeout_seconds": 10
-        }
-    });
-    std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+    let doc = serde_json::json!({ "proxmox": felhom_testkit::config::proxmox_section(sim) });
+    felhom_testkit::config::write_json(path, &doc)
         .with_context(|| format!("writing {}", path.display()))
 }
 

@@ -905,22 +905,4 @@ mod tests {
         std::fs::write(&path, ca.cert.pem()).unwrap();
         assert!(TlsTrust::CaFile(path).client_config().is_ok());
     }
-
-    #[tracing_test::traced_test]
-    #[test]
-    fn insecure_mode_warns_every_time_it_is_built() {
-        TlsTrust::InsecureSkipVerify.client_config().unwrap();
-        TlsTrust::InsecureSkipVerify.client_config().unwrap();
-        logs_assert(|lines: &[&str]| {
-            let n = lines
-                .iter()
-                .filter(|l| l.contains("WARN") && l.contains("insecure_skip_verify"))
-                .count();
-            if n == 2 {
-                Ok(())
-            } else {
-                Err(format!("expected 2 warnings, got {n}"))
-            }
-        });
-    }
 }

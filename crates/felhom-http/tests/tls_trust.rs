@@ -282,3 +282,18 @@ async fn a_leaf_issued_by_an_unlisted_ca_is_an_unknown_issuer() {
     let (_dir, trust) = ca_file(&[&ca.pem()]);
     assert_eq!(get(trust, &url).await.unwrap(), "ok");
 }
+
+/// The insecure mode is never silent: every client built with it warns (the tests' one log
+/// capture, the testkit's).
+#[test]
+fn insecure_mode_warns_every_time_it_is_built() {
+    let logs = felhom_testkit::logs::LogCapture::start();
+    TlsTrust::InsecureSkipVerify.client_config().unwrap();
+    TlsTrust::InsecureSkipVerify.client_config().unwrap();
+    let text = logs.text();
+    let n = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("insecure_skip_verify"))
+        .count();
+    assert_eq!(n, 2, "expected 2 warnings:\n{text}");
+}

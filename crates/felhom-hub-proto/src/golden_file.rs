@@ -1,14 +1,16 @@
 //! The golden contract files on disk: check `testdata/host-report.golden.json` against
 //! `felhom_hub_proto::golden::sample_host_report()` and `testdata/intent.golden.json` against
-//! `sample_intent()`, or rewrite them (`cargo xtask golden [--bless]`).
+//! `sample_intent()`, or rewrite them (`cargo xtask golden [--bless]`); and the one check that a
+//! report as a hub receives it has the golden shape.
 //!
 //! Behind the `golden` feature: the default build of this crate never touches the filesystem.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 
 use crate::golden::{sample_host_report, sample_intent};
-use crate::shape::{diff, shape_of};
+use crate::shape::{diff, shape_of, Kind, Shape};
 
 /// The host-report golden file's path relative to the workspace root.
 pub const GOLDEN_PATH: &str = "testdata/host-report.golden.json";
@@ -154,6 +156,83 @@ pub fn golden_bless(path: &Path) -> std::io::Result<()> {
     HOST_REPORT.bless(path)
 }
 
+/// Fields of the golden report the contract lets an agent omit (`spec` and `description` of a
+/// guest, a backup's `notes`, the journal's `reason`), and everything under them.
+const OPTIONAL_REPORT_FIELDS: &[&str] = &[
+    "guests[].spec",
+    "guests[].description",
+    "backups[].notes",
+    "journal.reason",
+];
+
+/// Checks that `raw`, a host report as a hub received it, has the golden shape: every path it
+/// has (element indexes folded, `guests[3].spec` is `guests[].spec`) exists in the golden
+/// report with the same JSON type, and every golden field of every object it has is present
+/// unless optional. `Err` lists every difference, one a line.
+pub fn report_shape_check(raw: &serde_json::Value) -> Result<(), String> {
+    let golden = folded(
+        &shape_of(&sample_host_report())
+            .map_err(|e| format!("flattening the sample host report: {e}"))?,
+    );
+    let got = folded(&shape_of(raw).map_err(|e| format!("flattening the report: {e}"))?);
+    let mut problems = Vec::new();
+    for (path, kinds) in &got {
+        match golden.get(path) {
+            None => problems.push(format!("{path}: not in the golden file")),
+            Some(g) if !kinds.is_subset(g) => {
+                problems.push(format!("{path}: {kinds:?} where the golden file has {g:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for path in golden.keys() {
+        let parent = match path.rfind(['.', '[']) {
+            Some(i) => &path[..i],
+            None => "",
+        };
+        let optional = OPTIONAL_REPORT_FIELDS
+            .iter()
+            .any(|o| path == o || path.starts_with(&format!("{o}.")));
+        if got.contains_key(parent) && !got.contains_key(path) && !optional && !path.ends_with("[]")
+        {
+            problems.push(format!("{path}: missing"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "report shape differs from the golden file:\n  {}",
+            problems.join("\n  ")
+        ))
+    }
+}
+
+/// The paths of `shape` with element indexes folded, each with the JSON kinds seen there.
+fn folded(shape: &Shape) -> BTreeMap<String, BTreeSet<Kind>> {
+    let mut out: BTreeMap<String, BTreeSet<Kind>> = BTreeMap::new();
+    for (path, leaf) in &shape.0 {
+        let mut p = String::new();
+        let mut in_index = false;
+        for c in path.chars() {
+            match c {
+                '[' => {
+                    in_index = true;
+                    p.push('[');
+                }
+                ']' => {
+                    in_index = false;
+                    p.push(']');
+                }
+                _ if in_index => {}
+                c => p.push(c),
+            }
+        }
+        out.entry(p).or_default().insert(leaf.kind);
+    }
+    out
+}
+
 fn read_limited(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut text = String::new();
@@ -270,6 +349,34 @@ mod tests {
         std::fs::write(&bad, "{\"schema_version\": ").unwrap();
         let err = golden_check(&bad).unwrap_err();
         assert!(err.contains("bad.json: not valid JSON"), "{err}");
+    }
+
+    #[test]
+    fn the_sample_report_has_the_golden_shape_and_a_tampered_one_does_not() {
+        let sample = serde_json::to_value(sample_host_report()).unwrap();
+        report_shape_check(&sample).unwrap();
+
+        let mut optional_gone = sample.clone();
+        optional_gone["guests"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("description");
+        report_shape_check(&optional_gone).unwrap();
+
+        let mut tampered = sample.clone();
+        tampered["host"]["uptime_seconds"] = serde_json::json!("long");
+        tampered["guests"][0]
+            .as_object_mut()
+            .unwrap()
+            .insert("surprise".into(), serde_json::json!(1));
+        tampered["host"].as_object_mut().unwrap().remove("kernel");
+        let err = report_shape_check(&tampered).unwrap_err();
+        assert!(err.contains("host.uptime_seconds: {String}"), "{err}");
+        assert!(
+            err.contains("guests[].surprise: not in the golden file"),
+            "{err}"
+        );
+        assert!(err.contains("host.kernel: missing"), "{err}");
     }
 
     #[test]

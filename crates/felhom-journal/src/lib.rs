@@ -35,13 +35,17 @@
 
 pub mod codec;
 mod error;
+#[cfg(any(test, feature = "test-support"))]
+mod faulty;
 mod fs;
 mod log;
 pub mod ops;
 pub mod repair;
 
 pub use error::JournalError;
-pub use fs::{FaultyFs, FileSystem, FsCall, RealFs};
+#[cfg(any(test, feature = "test-support"))]
+pub use faulty::{FaultyFs, FsCall};
+pub use fs::{FileSystem, RealFs};
 pub use log::{Log, Opened, TornTail};
 pub use ops::{
     Compaction, KeyState, OpEntry, OpError, OpId, OpJournal, OpRecord, OpState,

@@ -134,29 +134,9 @@ fn daemon_rss(ctx: &Ctx, exe: &Path) -> Result<DaemonMemory> {
     fs::create_dir_all(&dir)?;
     fs::write(dir.join("hub-ca.pem"), hub.ca_pem())?;
     // Test values only: the simulators' fixed token and key.
-    let config = serde_json::json!({
-        "proxmox": {
-            "api_url": sim.base_url(),
-            "node": sim.node(),
-            "token_id": DEFAULT_TOKEN_ID,
-            "token_secret": DEFAULT_TOKEN_SECRET,
-            "tls": { "fingerprint_sha256": [sim.fingerprint()] },
-            "timeout_seconds": 10
-        },
-        "hub": {
-            "url": hub.base_url(),
-            "host_id": HOST_ID,
-            "api_key": DEFAULT_HUB_API_KEY,
-            "poll_seconds": 60,
-            "timeout_seconds": 10,
-            "ca_file": dir.join("hub-ca.pem")
-        },
-        "authz": { "nonce_store": dir.join("nonces.log"), "signers": [] },
-        "journal": { "path": dir.join("journal.log") },
-        "log": { "level": "info", "format": "text" }
-    });
+    let config = felhom_testkit::config::daemon_config(&sim, &hub.base_url(), &dir, "info");
     let config_path = dir.join("agent.json");
-    fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+    felhom_testkit::config::write_json(&config_path, &config)?;
     let log_path = dir.join("agent.log");
     let log = File::create(&log_path)?;
 

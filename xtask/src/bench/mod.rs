@@ -38,14 +38,8 @@ use felhom_hub::cloudflared::FixedProber;
 use felhom_hub::collector::{self, CollectOptions};
 use felhom_hub_proto::{HostReport, ServiceState};
 use felhom_journal::{codec, Log, RealFs};
-use felhom_proxmox::{
-    wait_task, ApiToken, PollSchedule, ProxmoxApi, PveClient, PveClientConfig, Secret, TlsTrust,
-    WaitOptions,
-};
-use felhom_pve_sim::{
-    HubSim, HubSimConfig, PveSim, SimConfig, DEFAULT_HUB_API_KEY, DEFAULT_TOKEN_ID,
-    DEFAULT_TOKEN_SECRET,
-};
+use felhom_proxmox::{wait_task, PollSchedule, ProxmoxApi, PveClient, WaitOptions};
+use felhom_pve_sim::{HubSim, HubSimConfig, PveSim, SimConfig};
 use felhom_reconcile::{
     ActualConfig, ActualGuest, DesiredGuest, DesiredState, GuestSpec, GuestStatus,
     NormalizerRegistry, Queue, RunState,

@@ -21,17 +21,11 @@ pub(super) fn agent_runtime() -> Result<tokio::runtime::Runtime> {
 
 /// The agent's client for `sim`, pinned to its certificate (as the daemon's config does).
 pub(super) fn pve_client(sim: &PveSim) -> Result<PveClient> {
-    let token = ApiToken::new(DEFAULT_TOKEN_ID, Secret::new(DEFAULT_TOKEN_SECRET))?;
-    let pin = sim
-        .fingerprint()
-        .parse()
-        .map_err(|e| anyhow!("simulator fingerprint: {e}"))?;
-    let mut cfg = PveClientConfig::new(
-        sim.base_url(),
-        sim.node(),
-        token,
-        TlsTrust::Pinned(vec![pin]),
-    );
-    cfg.timeout = Duration::from_secs(30);
-    Ok(PveClient::new(cfg)?)
+    Ok(felhom_testkit::pve::client_with(
+        sim,
+        felhom_testkit::pve::ClientOpts {
+            timeout: Duration::from_secs(30),
+            ..Default::default()
+        },
+    ))
 }

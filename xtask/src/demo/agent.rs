@@ -21,9 +21,8 @@ use felhom_hub_proto::{
     HostReport, DESIRED_STATE_PATH,
 };
 use felhom_journal::OpJournal;
-use felhom_pve_sim::{
-    GuestView, PveSim, DEFAULT_HUB_API_KEY, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
-};
+use felhom_pve_sim::{GuestView, PveSim, DEFAULT_HUB_API_KEY, DEFAULT_TOKEN_SECRET};
+use felhom_testkit::config;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
@@ -38,8 +37,6 @@ pub const DEMO_POLL_SECONDS: u64 = 2;
 const WAIT: Duration = Duration::from_secs(20);
 /// The daemon must exit this soon after SIGTERM (its drain grace is 20 s; here nothing runs).
 const STOP_WAIT: Duration = Duration::from_secs(25);
-/// The host id the demo configures.
-const HOST_ID: &str = "pve-01";
 /// The description the desired state sets on guest 100.
 const DESCRIPTION: &str = "web server, managed by felhom";
 /// 4 GiB, the memory the desired state asks of guest 100.
@@ -189,33 +186,13 @@ fn binary(demo: &Demo) -> Result<PathBuf> {
 /// The daemon's config: pinned to pve-sim, the hub's CA file, journal, nonce store and desired
 /// state in the demo's temp dir. Test values only: the simulators' fixed token and key.
 fn daemon_config(sim: &PveSim, hub_url: &str, dir: &Path, from_hub: bool) -> Value {
-    let reconcile = if from_hub {
+    let mut doc = config::daemon_config(sim, hub_url, dir, "info");
+    doc["reconcile"] = if from_hub {
         json!({ "source": "hub" })
     } else {
         json!({ "desired_state_file": dir.join("desired.json") })
     };
-    json!({
-        "proxmox": {
-            "api_url": sim.base_url(),
-            "node": sim.node(),
-            "token_id": DEFAULT_TOKEN_ID,
-            "token_secret": DEFAULT_TOKEN_SECRET,
-            "tls": { "fingerprint_sha256": [sim.fingerprint()] },
-            "timeout_seconds": 10
-        },
-        "hub": {
-            "url": hub_url,
-            "host_id": HOST_ID,
-            "api_key": DEFAULT_HUB_API_KEY,
-            "poll_seconds": 60,
-            "timeout_seconds": 10,
-            "ca_file": dir.join("hub-ca.pem")
-        },
-        "authz": { "nonce_store": dir.join("nonces.log"), "signers": [] },
-        "journal": { "path": dir.join("journal.log") },
-        "reconcile": reconcile,
-        "log": { "level": "info", "format": "text" }
-    })
+    doc
 }
 
 /// What the operator wants, differing from the simulated host.
@@ -227,8 +204,7 @@ pub fn desired_state() -> Value {
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<()> {
-    std::fs::write(path, serde_json::to_vec_pretty(v)?)
-        .with_context(|| format!("writing {}", path.display()))
+    config::write_json(path, v).with_context(|| format!("writing {}", path.display()))
 }
 
 async fn start(demo: &Demo) -> Result<Running> {

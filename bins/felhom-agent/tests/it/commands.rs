@@ -1,6 +1,7 @@
 //! The one-shot commands: `check-config` (redacted config, exit 0; every problem, exit 2),
 //! `--version`, usage errors, and the daemon refusing a bad config before starting anything.
 
+use felhom_testkit::config;
 use serde_json::{json, Value};
 
 use crate::support::{run, run_with_env, workspace_file, HUB_KEY};
@@ -9,20 +10,14 @@ const TOKEN_SECRET: &str = "0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff";
 
 fn doc() -> Value {
     json!({
-        "proxmox": {
-            "api_url": "https://pve.example.test:8006",
-            "node": "pve",
-            "token_id": "felhom@pve!agent",
-            "token_secret": TOKEN_SECRET,
-            "tls": { "fingerprint_sha256": ["5F:40:6C:F3:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:7F:23"] }
-        },
-        "hub": { "url": "https://hub.example.test", "host_id": "pve-01", "api_key": HUB_KEY }
+        "proxmox": config::example_proxmox_section(TOKEN_SECRET),
+        "hub": config::example_hub_section(HUB_KEY)
     })
 }
 
 fn write(dir: &std::path::Path, doc: &Value) -> String {
     let path = dir.join("agent.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    config::write_json(&path, doc).unwrap();
     path.display().to_string()
 }
 

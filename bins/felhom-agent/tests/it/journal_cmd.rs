@@ -3,6 +3,7 @@
 //! refusal while another process holds the journal.
 
 use felhom_journal::{OpJournal, OpState};
+use felhom_testkit::config;
 use serde_json::json;
 
 use crate::support::{run, HUB_KEY};
@@ -10,19 +11,13 @@ use crate::support::{run, HUB_KEY};
 /// A config whose journal.path is `journal` (nothing else is touched by these commands).
 fn config(dir: &std::path::Path, journal: &std::path::Path) -> String {
     let doc = json!({
-        "proxmox": {
-            "api_url": "https://pve.example.test:8006",
-            "node": "pve",
-            "token_id": "felhom@pve!agent",
-            "token_secret": "0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff",
-            "tls": { "fingerprint_sha256": ["5F:40:6C:F3:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:7F:23"] }
-        },
-        "hub": { "url": "https://hub.example.test", "host_id": "pve-01", "api_key": HUB_KEY },
+        "proxmox": config::example_proxmox_section("0b1c2d3e-aaaa-4bbb-8ccc-ddddeeeeffff"),
+        "hub": config::example_hub_section(HUB_KEY),
         "authz": { "nonce_store": dir.join("nonces.log") },
         "journal": { "path": journal }
     });
     let path = dir.join("agent.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    config::write_json(&path, &doc).unwrap();
     path.display().to_string()
 }
 

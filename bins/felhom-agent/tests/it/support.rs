@@ -7,9 +7,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use felhom_pve_sim::{
-    HubSim, HubSimConfig, PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
-};
+use felhom_pve_sim::{HubSim, HubSimConfig, PveSim, SimConfig};
+use felhom_testkit::config;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -18,7 +17,7 @@ use tokio::process::{Child, Command};
 /// The hub key the tests configure (the hub simulator's default).
 pub const HUB_KEY: &str = felhom_pve_sim::DEFAULT_HUB_API_KEY;
 /// The host id the tests configure (the SSHSIG vectors target it).
-pub const HOST_ID: &str = "pve-01";
+pub const HOST_ID: &str = config::HOST_ID;
 
 /// The built daemon.
 pub fn agent_bin() -> &'static str {
@@ -73,38 +72,18 @@ impl Env {
     /// The config the tests start from: pinned to pve-sim, the hub's CA, state in the temp
     /// dir, debug logs as text.
     pub fn config_doc(&self) -> Value {
-        json!({
-            "proxmox": {
-                "api_url": self.pve.base_url(),
-                "node": self.pve.node(),
-                "token_id": DEFAULT_TOKEN_ID,
-                "token_secret": DEFAULT_TOKEN_SECRET,
-                "tls": { "fingerprint_sha256": [self.pve.fingerprint()] },
-                "timeout_seconds": 10
-            },
-            "hub": {
-                "url": self.hub.base_url(),
-                "host_id": HOST_ID,
-                "api_key": HUB_KEY,
-                "poll_seconds": 60,
-                "timeout_seconds": 10,
-                "ca_file": self.path("hub-ca.pem"),
-            },
-            "authz": { "nonce_store": self.path("nonces.log"), "signers": [] },
-            "journal": { "path": self.path("journal.log") },
-            "log": { "level": "debug", "format": "text" }
-        })
+        config::daemon_config(&self.pve, &self.hub.base_url(), self.dir.path(), "debug")
     }
 
     /// Writes `doc` as the config file.
     pub fn write_config(&self, doc: Value) {
-        std::fs::write(&self.config, serde_json::to_vec_pretty(&doc).unwrap()).expect("config");
+        config::write_json(&self.config, &doc).expect("config");
     }
 
     /// Writes a desired-state file and points the config at it.
     pub fn desire(&self, desired: Value) {
         let file = self.path("desired.json");
-        std::fs::write(&file, serde_json::to_vec_pretty(&desired).unwrap()).expect("desired");
+        config::write_json(&file, &desired).expect("desired");
         let mut doc = self.config_doc();
         doc["reconcile"] = json!({ "desired_state_file": file });
         self.write_config(doc);

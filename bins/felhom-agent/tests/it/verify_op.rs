@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use felhom_testkit::config;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::support::{run, workspace_file, HOST_ID};
+use crate::support::{run, workspace_file};
 
 /// Inside every valid vector's window (10:00..10:15Z).
 const AT: &str = "2026-11-23T10:05:00Z";
@@ -48,18 +49,12 @@ fn config_named(dir: &Path, keys: &[(String, &str)]) -> PathBuf {
         .map(|(id, k)| json!({ "key_id": id, "role": "operational", "public_key": pub_key(k) }))
         .collect();
     let doc = json!({
-        "proxmox": {
-            "api_url": "https://pve.example.test:8006",
-            "node": "pve",
-            "token_id": "felhom@pve!agent",
-            "token_secret": "00000000-0000-4000-8000-000000000000",
-            "tls": { "fingerprint_sha256": ["5F:40:6C:F3:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:7F:23"] }
-        },
-        "hub": { "url": "https://hub.example.test", "host_id": HOST_ID, "api_key": "hub-key-abcdefghijklmnop" },
+        "proxmox": config::example_proxmox_section("00000000-0000-4000-8000-000000000000"),
+        "hub": config::example_hub_section("hub-key-abcdefghijklmnop"),
         "authz": { "nonce_store": dir.join("nonces.log"), "signers": signers }
     });
     let path = dir.join("agent.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    config::write_json(&path, &doc).unwrap();
     path
 }
 

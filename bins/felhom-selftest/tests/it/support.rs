@@ -6,9 +6,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use felhom_pve_sim::{
-    Acl, PveSim, SimConfig, TokenSpec, ADMINISTRATOR_PRIVILEGES, AGENT_PRIVILEGES,
-    DEFAULT_HUB_API_KEY, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
+    PveSim, SimConfig, TokenSpec, DEFAULT_HUB_API_KEY, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
 };
+use felhom_testkit::config;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -45,14 +45,7 @@ impl Host {
 
     /// The `proxmox` section pointing at the simulator, pinned to its fingerprint.
     pub fn proxmox_section(&self) -> Value {
-        json!({
-            "api_url": self.sim.base_url(),
-            "node": self.sim.node(),
-            "token_id": DEFAULT_TOKEN_ID,
-            "token_secret": DEFAULT_TOKEN_SECRET,
-            "tls": { "fingerprint_sha256": [self.sim.fingerprint()] },
-            "timeout_seconds": 10
-        })
+        config::proxmox_section(&self.sim)
     }
 
     /// Rewrites the config file with this `proxmox` section (no hub: the proxmox self-tests
@@ -63,8 +56,7 @@ impl Host {
 
     /// Rewrites the config file with the whole document `doc`.
     pub fn write_doc(&self, doc: Value) {
-        std::fs::write(&self.config, serde_json::to_vec_pretty(&doc).unwrap())
-            .expect("write config");
+        config::write_json(&self.config, &doc).expect("write config");
     }
 
     /// Runs `felhom-selftest --config <config> ARGS`.
@@ -103,14 +95,7 @@ impl Host {
 
 /// The default agent token minus `missing`, its user an administrator.
 pub fn token_without(missing: &[&str]) -> TokenSpec {
-    let keep: Vec<&str> = AGENT_PRIVILEGES
-        .iter()
-        .copied()
-        .filter(|p| !missing.contains(p))
-        .collect();
-    TokenSpec::new(DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET)
-        .acl(Acl::new("/", &keep, true))
-        .user_acl(Acl::new("/", ADMINISTRATOR_PRIVILEGES, true))
+    felhom_testkit::pve::token_without(DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET, missing)
 }
 
 /// What one run of the binary did.

@@ -1,28 +1,25 @@
 //! Shared test plumbing: simulators and clients wired together, a `ProxmoxApi` wrapper that
-//! measures concurrent config reads, a log capture, and the golden-shape check of a raw report.
+//! measures concurrent config reads; the log capture and the golden-shape check are the
+//! testkit's and hub-proto's.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use felhom_hub::hub::{HubClient, HubClientConfig};
-use felhom_hub_proto::shape::{shape_of, Kind};
+use felhom_hub_proto::golden_file::report_shape_check;
 use felhom_proxmox::{
-    ApiToken, GuestSummary, LxcConfig, NodeStatus, ProxmoxApi, ProxmoxError, PveClient,
-    PveClientConfig, Secret, StorageContent, StorageInfo, TlsTrust,
+    GuestSummary, LxcConfig, NodeStatus, ProxmoxApi, ProxmoxError, PveClient, Secret,
+    StorageContent, StorageInfo,
 };
-use felhom_pve_sim::{
-    HubSim, HubSimConfig, PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET,
-};
+use felhom_pve_sim::{HubSim, HubSimConfig, PveSim, SimConfig};
+use felhom_testkit::logs::LogCapture;
+use felhom_testkit::pve::{client_with, ClientOpts};
 use felhom_types::HttpsUrl as Url;
 use serde_json::Value;
 use tempfile::TempDir;
 
 /// The hub key of these tests: distinctive, so a leak is easy to find.
 pub const KEY: &str = "hub-it-key-Zq9xW3vB7nM2kL5pR8tY";
-
-const GOLDEN: &str = include_str!("../../../../testdata/host-report.golden.json");
 
 /// A PVE simulator with the default host.
 pub async fn pve() -> PveSim {
@@ -33,18 +30,15 @@ pub async fn pve_with(config: SimConfig) -> PveSim {
     PveSim::start(config).await.expect("pve simulator starts")
 }
 
-/// The agent's PVE client for `sim`, pinned to its certificate.
+/// The agent's PVE client for `sim`, pinned to its certificate, with a 10 s timeout.
 pub fn pve_client(sim: &PveSim) -> PveClient {
-    let token = ApiToken::new(DEFAULT_TOKEN_ID, Secret::new(DEFAULT_TOKEN_SECRET)).unwrap();
-    let pin = sim.fingerprint().parse().unwrap();
-    let mut cfg = PveClientConfig::new(
-        sim.base_url(),
-        sim.node(),
-        token,
-        TlsTrust::Pinned(vec![pin]),
-    );
-    cfg.timeout = Duration::from_secs(10);
-    PveClient::new(cfg).unwrap()
+    client_with(
+        sim,
+        ClientOpts {
+            timeout: Duration::from_secs(10),
+            ..ClientOpts::default()
+        },
+    )
 }
 
 /// A hub simulator accepting [`KEY`].
@@ -144,127 +138,16 @@ impl<A: ProxmoxApi> ProxmoxApi for CountingApi<A> {
     }
 }
 
-/// Everything every test logged (see [`logs`]).
-#[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    /// All captured output so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// The captured lines containing `marker` (e.g. a simulator's unique URL).
-    pub fn lines_with(&self, marker: &str) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|l| l.contains(marker))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-pub struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The log capture of this test binary: one global subscriber taking every event at every
-/// level (hyper's and rustls' too) from every test. Global, because a per-test scoped
-/// subscriber races with tracing's process-wide callsite cache when tests run in parallel.
+/// The log capture of this test binary (the testkit's: one global subscriber, every level).
 /// Tests find their own lines by a marker unique to them (their simulator's URL).
-pub fn logs() -> &'static Logs {
-    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let sink = logs.0.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other global subscriber in this test binary");
-        logs
-    })
+pub fn logs() -> LogCapture {
+    LogCapture::start()
 }
 
-/// Paths with element indexes folded (`guests[3].spec` → `guests[].spec`), each with the JSON
-/// kinds seen there.
-fn folded(value: &Value) -> BTreeMap<String, BTreeSet<Kind>> {
-    let mut out: BTreeMap<String, BTreeSet<Kind>> = BTreeMap::new();
-    for (path, leaf) in shape_of(value).unwrap().0 {
-        let mut p = String::new();
-        let mut in_index = false;
-        for c in path.chars() {
-            match c {
-                '[' => {
-                    in_index = true;
-                    p.push('[');
-                }
-                ']' => {
-                    in_index = false;
-                    p.push(']');
-                }
-                _ if in_index => {}
-                c => p.push(c),
-            }
-        }
-        out.entry(p).or_default().insert(leaf.kind);
-    }
-    out
-}
-
-/// Fields the contract lets the agent omit (`spec` and `description` of a guest, a backup's
-/// `notes`), and everything under them.
-fn optional(path: &str) -> bool {
-    [
-        "guests[].spec",
-        "guests[].description",
-        "backups[].notes",
-        "journal.reason",
-    ]
-    .iter()
-    .any(|o| path == *o || path.starts_with(&format!("{o}.")))
-}
-
-/// Asserts that a report as received has the golden file's shape: every path it has exists in
-/// the golden file with the same JSON type, and every golden field of every object it has is
-/// present unless optional.
+/// Asserts that a report as received has the golden shape (hub-proto's one check).
+#[track_caller]
 pub fn assert_golden_shape(raw: &Value) {
-    let golden = folded(&serde_json::from_str(GOLDEN).unwrap());
-    let got = folded(raw);
-    let mut problems = Vec::new();
-    for (path, kinds) in &got {
-        match golden.get(path) {
-            None => problems.push(format!("{path}: not in the golden file")),
-            Some(g) if !kinds.is_subset(g) => {
-                problems.push(format!("{path}: {kinds:?} where the golden file has {g:?}"))
-            }
-            Some(_) => {}
-        }
+    if let Err(e) = report_shape_check(raw) {
+        panic!("{e}");
     }
-    for path in golden.keys() {
-        let parent = match path.rfind(['.', '[']) {
-            Some(i) => &path[..i],
-            None => "",
-        };
-        let parent_present = got.contains_key(parent);
-        if parent_present && !got.contains_key(path) && !optional(path) && !path.ends_with("[]") {
-            problems.push(format!("{path}: missing"));
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "report shape differs from the golden file:\n  {}",
-        problems.join("\n  ")
-    );
 }

@@ -3,11 +3,10 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use felhom_journal::{Log, OpJournal, OpRecord, OpState};
-use felhom_proxmox::{ApiToken, Fingerprint, PveClient, PveClientConfig, Secret, TlsTrust};
-use felhom_pve_sim::{PveSim, SimConfig, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET};
+use felhom_proxmox::PveClient;
+use felhom_pve_sim::{PveSim, SimConfig};
 use felhom_reconcile::{DesiredGuest, DesiredState, SharedJournal, StaticProvider};
 
 /// Unix seconds handed to the engine and recovery.
@@ -21,16 +20,7 @@ pub struct Host {
 
 pub async fn host(config: SimConfig) -> Host {
     let sim = PveSim::start(config).await.expect("simulator starts");
-    let pin: Fingerprint = sim.fingerprint().parse().expect("sim fingerprint parses");
-    let token = ApiToken::new(DEFAULT_TOKEN_ID, Secret::new(DEFAULT_TOKEN_SECRET)).expect("token");
-    let mut config = PveClientConfig::new(
-        sim.base_url(),
-        sim.node(),
-        token,
-        TlsTrust::Pinned(vec![pin]),
-    );
-    config.timeout = Duration::from_secs(5);
-    let api = Arc::new(PveClient::new(config).expect("client"));
+    let api = Arc::new(felhom_testkit::pve::client(&sim));
     Host { sim, api }
 }
 
