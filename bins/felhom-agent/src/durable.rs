@@ -106,6 +106,18 @@ pub fn compact_journal(journal: &SharedJournal, now_unix: u64, force: bool) {
 /// The pid holding the `flock` on `path`, read from `/proc/locks` (Linux); `None` when it
 /// cannot be told.
 pub fn lock_holder_of(path: &Path) -> Option<u32> {
+    // The holder may be compacting right now (its atomic rewrite locks a new inode and renames
+    // it over the path): the inode read here can be one lock-free instant old. Look again a
+    // few times before saying "unknown".
+    (0..5).find_map(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        lock_holder_once(path)
+    })
+}
+
+fn lock_holder_once(path: &Path) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
