@@ -162,6 +162,8 @@ pub struct Figures {
     pub asked_mutations: usize,
     pub unasked_mutations: Vec<String>,
     pub reports: usize,
+    /// Start tasks still running when the never-ending-task phase ended.
+    pub hanging_tasks: usize,
 }
 
 impl Figures {
@@ -210,6 +212,9 @@ impl Figures {
                     limit.as_secs_f64()
                 ));
             }
+        }
+        if self.phases.contains(&Fault::TaskNeverEnds) && self.hanging_tasks == 0 {
+            failed.push("the never-ending task was never started by the daemon".to_owned());
         }
         if !self.unasked_mutations.is_empty() {
             failed.push(format!(
@@ -280,22 +285,20 @@ async fn soak(bin: &Path, total: Duration) -> Result<Figures> {
     )?;
     let pid = daemon.pid();
     let started = Instant::now();
-    let mut figures = Figures {
-        phases: schedule(total),
-        ..Figures::default()
-    };
+    let planned = schedule(total);
+    let mut figures = Figures::default();
     println!(
         "soak: daemon pid {pid}, {} min, {} fault phases of {} s (each followed by {} s quiet) \
          after a quiet minute; hub interval {INTERVAL_SECONDS} s",
         total.as_secs() / 60,
-        figures.phases.len(),
+        planned.len(),
         PHASE.as_secs(),
         REST.as_secs()
     );
 
     // The sampler and the fault driver run side by side; the sampler fails fast on an exit.
     let mut next_sample = Instant::now();
-    let mut phases = figures.phases.clone().into_iter().enumerate();
+    let mut phases = planned.into_iter().enumerate();
     let mut phase: Option<(Fault, Instant)> = None;
     let mut next_phase_at = started + BASELINE_AT + Duration::from_secs(1);
     let mut waiting_resume: Option<(Fault, Instant, usize)> = None;
@@ -332,6 +335,16 @@ async fn soak(bin: &Path, total: Duration) -> Result<Figures> {
         // End of a fault phase.
         if let Some((fault, since)) = phase {
             if now >= since + PHASE {
+                if fault == Fault::TaskNeverEnds {
+                    let hanging = sim
+                        .state()
+                        .tasks()
+                        .into_iter()
+                        .filter(|t| t.task_type == "vzstart" && t.running)
+                        .count();
+                    println!("  hanging start tasks: {hanging}");
+                    figures.hanging_tasks += hanging;
+                }
                 clear(&sim, &hub);
                 if fault.is_hub() {
                     waiting_resume = Some((fault, Instant::now(), hub.report_count()));
@@ -354,6 +367,7 @@ async fn soak(bin: &Path, total: Duration) -> Result<Figures> {
             if let Some((i, fault)) = phases.next() {
                 inject(&sim, &hub, fault, u32::try_from(i).unwrap_or(u32::MAX));
                 println!("  t={:>4} s  fault {fault}", started.elapsed().as_secs());
+                figures.phases.push(fault);
                 phase = Some((fault, now));
             }
         }

@@ -122,7 +122,7 @@ pub fn main(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let crash_at = match crash::parse(std::env::var_os(crash::TEST_CRASH_AT_ENV).as_deref()) {
+    let crash_at = match crash::parse(std::env::var_os(TEST_CRASH_AT_ENV).as_deref()) {
         Ok(at) => at,
         Err(reason) => {
             eprintln!("felhom-agent: {reason}");
