@@ -463,7 +463,8 @@ fn report(figures: &Figures, total: Duration) -> Result<()> {
         figures.samples.len()
     );
     println!(
-        "faults: {} phases ({}); {} PVE requests and {} hub requests answered with a fault",
+        "faults: {} phases ({}); {} PVE requests dropped or answered 5xx, {} hub requests \
+         dropped or refused (slow, oversized and malformed answers not counted)",
         figures.phases.len(),
         kinds
             .iter()
