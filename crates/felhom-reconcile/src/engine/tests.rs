@@ -627,13 +627,16 @@ async fn pass_and_recovery_futures_can_be_spawned() {
     assert!(recovery.await.is_ok());
 }
 
+/// What the probe saw at one step: the step, the guest, the action, and the latest state of
+/// that op already on disk.
+type Seen = (OpStep, u32, &'static str, Option<&'static str>);
+
 #[tokio::test(start_paused = true)]
 async fn the_step_probe_sees_each_step_with_the_journal_already_on_disk() {
     let fake = Arc::new(FakePve::host());
     let journal = journal();
     let path = journal.path.clone();
-    // What each step found on disk: (step, vmid, action, latest journaled state of that op).
-    let seen: Arc<Mutex<Vec<(OpStep, u32, &'static str, Option<&'static str>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let sink = Arc::clone(&seen);
     let probe = StepProbe::new(move |step, vmid, action| {
         let on_disk = felhom_journal::repair::inspect::<OpRecord>(&path).expect("inspect");
