@@ -1,11 +1,18 @@
-//! `cargo xtask`: the project's automation, in Rust (demo, golden, vectors, bench, live).
+//! `cargo xtask`: the project's automation, in Rust (demo, golden, vectors, bench, live,
+//! crashpoints, soak).
 
+#[cfg(feature = "heavy")]
+mod agentproc;
 #[cfg(feature = "heavy")]
 mod bench;
 mod cargo;
+#[cfg(feature = "heavy")]
+mod crashpoints;
 mod deb;
 #[cfg(feature = "heavy")]
 mod demo;
+#[cfg(feature = "heavy")]
+mod soak;
 #[cfg(feature = "heavy")]
 mod vectors;
 
@@ -16,13 +23,13 @@ use clap::{Parser, Subcommand};
 
 /// The commands that need the `heavy` feature (simulators, rustls, ssh-key).
 #[cfg(not(feature = "heavy"))]
-const HEAVY: &[&str] = &["demo", "bench", "live", "vectors"];
+const HEAVY: &[&str] = &["demo", "bench", "live", "vectors", "crashpoints", "soak"];
 
 #[derive(Debug, Parser)]
 #[command(
     name = "xtask",
     about = "felhom-agent project automation",
-    after_help = "demo, bench, live and vectors build the heavy part of xtask (the simulators) on first use."
+    after_help = "demo, bench, live, vectors, crashpoints and soak build the heavy part of xtask (the simulators) on first use."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -56,6 +63,15 @@ enum Command {
     /// checks it when installed.
     Deb(deb::DebArgs),
     #[cfg(feature = "heavy")]
+    /// Kill the real daemon with SIGKILL at every step of an op's life (start, stop, set_config)
+    /// against the simulators, restart it, and check nothing was lost, repeated or mutated
+    /// early, and that the guests converge (15 kill points per round).
+    Crashpoints(crashpoints::CrashArgs),
+    #[cfg(feature = "heavy")]
+    /// Run the daemon for N minutes against flapping simulators, sampling RSS and open fds
+    /// every second.
+    Soak(soak::SoakArgs),
+    #[cfg(feature = "heavy")]
     /// Regenerate the SSHSIG test vectors with the machine's ssh-keygen (never run by CI).
     Vectors,
 }
@@ -88,6 +104,10 @@ fn main() -> Result<()> {
         Command::Live { config } => live(&config),
         Command::Golden { bless } => golden(bless),
         Command::Deb(args) => deb::run(&root(), args),
+        #[cfg(feature = "heavy")]
+        Command::Crashpoints(args) => crashpoints::run(&root(), &args),
+        #[cfg(feature = "heavy")]
+        Command::Soak(args) => soak::run(&root(), &args),
         #[cfg(feature = "heavy")]
         Command::Vectors => vectors::run(&root().join("testdata/sshsig")),
     }

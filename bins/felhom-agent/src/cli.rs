@@ -1,6 +1,7 @@
 //! The command line: the global `--config`, the daemon (`run`, the default), `check-config`,
-//! `verify-op` and `journal inspect|repair`. Test speed-ups stay out of it: the poll floor for
-//! end-to-end tests is the environment variable `FELHOM_AGENT_TEST_POLL_FLOOR_MS` (see `daemon`).
+//! `verify-op` and `journal inspect|repair`. Test knobs stay out of it: the poll floor for
+//! end-to-end tests is the environment variable `FELHOM_AGENT_TEST_POLL_FLOOR_MS` (see `daemon`),
+//! the crash seam `FELHOM_AGENT_TEST_CRASH_AT` (see `crash`).
 
 use std::path::PathBuf;
 

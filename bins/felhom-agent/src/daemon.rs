@@ -39,13 +39,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::block::HubBlock;
+use crate::crash::{CrashAt, TEST_CRASH_AT_ENV};
 use crate::durable::JournalOpen;
 use crate::intent::{HubIntent, NotExecutedSink};
 use crate::notify::Notifier;
 use crate::reconcile::{Desired, Reconciler};
 use crate::signals::{self, OtherSignals, StopSignals};
 use crate::status::DaemonStatus;
-use crate::{durable, logging, setup};
+use crate::{crash, durable, logging, setup};
 
 /// How long a stop waits for queued and running jobs (systemd kills at 30 s).
 pub const DRAIN_GRACE: Duration = Duration::from_secs(20);
@@ -67,8 +68,9 @@ const EXIT_CONFIG: u8 = 2;
 /// TEST ONLY: the lowest poll interval, in milliseconds, the daemon accepts from the hub
 /// (instead of 60 s), so end-to-end tests and `cargo xtask demo` see interval adoption and a
 /// second reconcile pass without waiting real minutes. Set only by test harnesses; the daemon
-/// warns at every start while it is set. The config's environment overlay exempts exactly this
-/// `FELHOM_AGENT_*` variable.
+/// warns at every start while it is set. The config's environment overlay exempts it and
+/// [`TEST_CRASH_AT_ENV`] (the crash seam, `crash`), the only test-only `FELHOM_AGENT_*`
+/// variables.
 pub const TEST_POLL_FLOOR_ENV: &str = felhom_config::TEST_POLL_FLOOR_ENV;
 /// The range of [`TEST_POLL_FLOOR_ENV`], in milliseconds.
 const POLL_FLOOR_MS: std::ops::RangeInclusive<u64> = 1..=3_600_000;
@@ -121,6 +123,13 @@ pub fn main(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let crash_at = match crash::parse(std::env::var_os(TEST_CRASH_AT_ENV).as_deref()) {
+        Ok(at) => at,
+        Err(reason) => {
+            eprintln!("felhom-agent: {reason}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let (config, signers) = match setup::load(config_path) {
         Ok(loaded) => loaded,
         Err(problems) => {
@@ -144,7 +153,7 @@ pub fn main(config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(config, signers, poll_floor));
+    let code = runtime.block_on(run(config, signers, poll_floor, crash_at));
     // A blocking read that never returns (a hung mount) must not hold the exit: the runtime
     // would otherwise wait for its thread forever.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -192,7 +201,12 @@ impl PollObserver {
     }
 }
 
-async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>) -> ExitCode {
+async fn run(
+    config: Config,
+    signers: Vec<Signer>,
+    poll_floor: Option<Duration>,
+    crash_at: Option<CrashAt>,
+) -> ExitCode {
     let mut signals = match StopSignals::register() {
         Ok(s) => s,
         Err(e) => {
@@ -227,6 +241,13 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
             floor_ms = floor.as_millis() as u64,
             "{TEST_POLL_FLOOR_ENV} is set: test-only poll interval floor; never set it on a \
              real host"
+        );
+    }
+    if let Some(at) = &crash_at {
+        tracing::warn!(
+            crash_at = %at.spec(),
+            "{TEST_CRASH_AT_ENV} is set: test-only crash seam, the daemon SIGKILLs itself at \
+             that step of an op; never set it on a real host"
         );
     }
     let hub_config = match config.hub("the daemon") {
@@ -312,6 +333,7 @@ async fn run(config: Config, signers: Vec<Signer>, poll_floor: Option<Duration>)
         Engine::new(Arc::clone(&api), queue.clone(), journal.clone()).with_options(EngineOptions {
             cancel: engine_cancel.clone(),
             pass_wait: Some(PASS_WAIT),
+            step_probe: crash_at.map(CrashAt::probe),
             ..EngineOptions::default()
         });
     let (desired, intent) = hub_intent(&config, &hub);

@@ -7,6 +7,7 @@
 
 mod block;
 mod cli;
+mod crash;
 mod daemon;
 mod durable;
 mod intent;

@@ -29,7 +29,7 @@ where
     for (k, v) in env {
         let (k, v) = (k.as_ref(), v.as_ref());
         let name = k.to_string_lossy();
-        if !name.starts_with(ENV_PREFIX) || name == crate::TEST_POLL_FLOOR_ENV {
+        if !name.starts_with(ENV_PREFIX) || crate::TEST_ONLY_ENV.contains(&name.as_ref()) {
             continue;
         }
         match (k.to_str(), v.to_str()) {

@@ -41,9 +41,16 @@ pub use redact::Redacted;
 
 /// Prefix of every environment variable the overlay reads.
 pub const ENV_PREFIX: &str = "FELHOM_AGENT_";
-/// The one `FELHOM_AGENT_*` variable that is not config: the daemon's test-only poll floor,
-/// read by the daemon itself and exempt from the overlay's unknown-variable check.
+/// A `FELHOM_AGENT_*` variable that is not config: the daemon's test-only poll floor, read by
+/// the daemon itself and exempt from the overlay's unknown-variable check.
 pub const TEST_POLL_FLOOR_ENV: &str = "FELHOM_AGENT_TEST_POLL_FLOOR_MS";
+/// A `FELHOM_AGENT_*` variable that is not config: the daemon's test-only crash seam
+/// (`<step>[@<action>]:<n>`, the crash-point harness of `cargo xtask crashpoints`), read by the
+/// daemon itself and exempt from the overlay's unknown-variable check.
+pub const TEST_CRASH_AT_ENV: &str = "FELHOM_AGENT_TEST_CRASH_AT";
+/// Every test-only `FELHOM_AGENT_*` variable: the daemon reads them and warns while one is
+/// set; the overlay skips exactly these.
+pub const TEST_ONLY_ENV: [&str; 2] = [TEST_POLL_FLOOR_ENV, TEST_CRASH_AT_ENV];
 /// Where the file-backed nonce store lives unless `authz.nonce_store` says otherwise.
 pub const DEFAULT_NONCE_STORE: &str = "/var/lib/felhom-agent/nonces.log";
 /// The journal's file name, next to the nonce store unless `journal.path` says otherwise.

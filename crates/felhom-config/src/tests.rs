@@ -1030,6 +1030,20 @@ fn unknown_variables_are_reported_with_a_suggestion_and_without_their_value() {
 }
 
 #[test]
+fn the_test_only_variables_are_not_config_but_their_near_misses_are_errors() {
+    let env = [
+        ("FELHOM_AGENT_TEST_POLL_FLOOR_MS", "200"),
+        ("FELHOM_AGENT_TEST_CRASH_AT", "after-started:1"),
+    ];
+    assert!(load_with(&valid(), &env).is_ok());
+    let typo = [("FELHOM_AGENT_TEST_CRASH", "after-started:1")];
+    assert_eq!(
+        problems_with(&valid(), &typo),
+        ["FELHOM_AGENT_TEST_CRASH: unknown variable; configs/README.md lists them"]
+    );
+}
+
+#[test]
 fn invalid_env_secrets_are_not_echoed() {
     let bad_secret = "s3cr3t-with space";
     let env = [

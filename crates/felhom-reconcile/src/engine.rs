@@ -131,6 +131,74 @@ impl Gate for BenignGate {
     }
 }
 
+/// A step of one op's life inside its queue job, in order. [`StepProbe`] is told each one as
+/// it is reached; the crash-point harness (`cargo xtask crashpoints`) kills the daemon there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpStep {
+    /// The gate allowed it; the journal's `started` is not written yet.
+    BeforeStarted,
+    /// `started` is on disk; the request is not sent yet.
+    AfterStarted,
+    /// PVE answered the request (a task was created, or a synchronous config write applied);
+    /// nothing more is journaled yet.
+    AfterRequest,
+    /// `task_running(upid)` is on disk; the wait on the task has not begun.
+    AfterTaskRunning,
+    /// The wait on the task ended (the task is over); the terminal record is not written yet.
+    AfterTaskEnd,
+}
+
+impl OpStep {
+    /// Every step, in the order a job with a task reaches them.
+    pub const ALL: [OpStep; 5] = [
+        OpStep::BeforeStarted,
+        OpStep::AfterStarted,
+        OpStep::AfterRequest,
+        OpStep::AfterTaskRunning,
+        OpStep::AfterTaskEnd,
+    ];
+
+    /// The step's name (`after-started`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            OpStep::BeforeStarted => "before-started",
+            OpStep::AfterStarted => "after-started",
+            OpStep::AfterRequest => "after-request",
+            OpStep::AfterTaskRunning => "after-task-running",
+            OpStep::AfterTaskEnd => "after-task-end",
+        }
+    }
+
+    /// The step named `name`.
+    pub fn from_name(name: &str) -> Option<OpStep> {
+        OpStep::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// TEST ONLY: told every [`OpStep`] a job reaches, with the guest and the action's journal
+/// name. The daemon installs one only while its test-only crash variable is set; it must not
+/// hold the job up (it runs on the job's task).
+#[derive(Clone)]
+pub struct StepProbe(Arc<dyn Fn(OpStep, u32, &'static str) + Send + Sync>);
+
+impl StepProbe {
+    /// A probe calling `f`.
+    pub fn new(f: impl Fn(OpStep, u32, &'static str) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Tells the probe that `action` on `vmid` reached `step`.
+    pub fn call(&self, step: OpStep, vmid: u32, action: &'static str) {
+        (self.0)(step, vmid, action);
+    }
+}
+
+impl fmt::Debug for StepProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StepProbe")
+    }
+}
+
 /// Tuning and control of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -145,6 +213,8 @@ pub struct EngineOptions {
     /// background, and its guest is skipped by later passes until it has, so one stuck guest
     /// does not hold the others back.
     pub pass_wait: Option<Duration>,
+    /// TEST ONLY: told each step of every op's life (see [`StepProbe`]); `None` in production.
+    pub step_probe: Option<StepProbe>,
 }
 
 impl Default for EngineOptions {
@@ -158,6 +228,7 @@ impl Default for EngineOptions {
             },
             cancel: CancellationToken::new(),
             pass_wait: None,
+            step_probe: None,
         }
     }
 }
@@ -478,6 +549,7 @@ impl<A: ProxmoxApi + 'static, G: Gate> Engine<A, G> {
                 },
                 clock,
                 mutations: Arc::clone(&mutations),
+                probe: self.options.step_probe.clone(),
             };
             // A closed queue hands the job back unrun; it is reported as not run.
             let handle = self.queue.submit(vmid, move || job.run(action)).ok();
@@ -708,9 +780,17 @@ struct Job<A, G> {
     wait: WaitOptions,
     clock: PassClock,
     mutations: Arc<AtomicUsize>,
+    probe: Option<StepProbe>,
 }
 
 impl<A: ProxmoxApi, G: Gate> Job<A, G> {
+    /// Tells the probe (tests only) that `action` reached `step`.
+    fn reached(&self, step: OpStep, action: &Action) {
+        if let Some(probe) = &self.probe {
+            probe.call(step, action.vmid(), action_name(action));
+        }
+    }
+
     async fn run(self, action: Action) -> JobReport {
         let mut journal_errors = 0;
         let outcome = self.execute(&action, &mut journal_errors).await;
@@ -751,6 +831,7 @@ impl<A: ProxmoxApi, G: Gate> Job<A, G> {
         if let GateDecision::Refuse { reason } = self.gate.decide(action).await {
             return Outcome::NotRun(format!("refused by the gate: {reason}"));
         }
+        self.reached(OpStep::BeforeStarted, action);
         let op = match &self.journal {
             Some(journal) => {
                 let now = self.clock.now();
@@ -771,6 +852,7 @@ impl<A: ProxmoxApi, G: Gate> Job<A, G> {
             }
         };
 
+        self.reached(OpStep::AfterStarted, action);
         self.mutations.fetch_add(1, Ordering::SeqCst);
         let sent = match action {
             Action::Start { .. } => self.api.start(vmid).await.map(Some),
@@ -788,6 +870,7 @@ impl<A: ProxmoxApi, G: Gate> Job<A, G> {
                     })
             }
         };
+        self.reached(OpStep::AfterRequest, action);
         let upid = match sent {
             Err(error) => {
                 let error = error.to_string();
@@ -805,7 +888,12 @@ impl<A: ProxmoxApi, G: Gate> Job<A, G> {
             Ok(Some(upid)) => upid,
         };
         self.record_task(op.as_ref(), &upid, journal_errors).await;
-        match wait_task(&*self.api, &upid, &self.wait).await {
+        self.reached(OpStep::AfterTaskRunning, action);
+        let waited = wait_task(&*self.api, &upid, &self.wait).await;
+        if !matches!(waited, Err(ProxmoxError::Cancelled { .. })) {
+            self.reached(OpStep::AfterTaskEnd, action);
+        }
+        match waited {
             Ok(done) => {
                 self.record_succeeded(op.as_ref(), journal_errors).await;
                 Outcome::Succeeded {

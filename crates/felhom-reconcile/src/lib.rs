@@ -27,7 +27,8 @@ pub use desired::{
 };
 pub use engine::{
     action_name, runs_without_journal, ActionReport, BenignGate, Engine, EngineError,
-    EngineOptions, Gate, GateDecision, GuestError, JournalWriteError, PassSummary, SharedJournal,
+    EngineOptions, Gate, GateDecision, GuestError, JournalWriteError, OpStep, PassSummary,
+    SharedJournal, StepProbe,
 };
 pub use hub_provider::{HubIntentError, HubProvider, HubStateFileError, SyncOutcome};
 pub use normalize::{Normalizer, NormalizerRegistry, Value};

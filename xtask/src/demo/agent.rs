@@ -12,22 +12,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use felhom_hub_proto::{
     DesiredGuestEntry, DesiredRunState, DesiredSpec, DesiredStateBody, GuestReport, GuestStatus,
     HostReport, DESIRED_STATE_PATH,
 };
 use felhom_journal::OpJournal;
 use felhom_pve_sim::{GuestView, PveSim, DEFAULT_HUB_API_KEY, DEFAULT_TOKEN_SECRET};
-use felhom_testkit::config;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
 
 use super::Demo;
+use crate::agentproc::{agent_binary, daemon_config, write_json, Daemon, POLL_FLOOR_ENV};
 
 /// The hub's poll interval in the demo, and the floor the daemon is told to accept. A real host
 /// reports every 60 s or more; the test-only `FELHOM_AGENT_TEST_POLL_FLOOR_MS` lets 2 s through
@@ -106,9 +103,7 @@ pub struct AgentState {
 }
 
 struct Running {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    printer: tokio::task::JoinHandle<()>,
+    daemon: Daemon,
     /// The guests before the daemon started.
     before: Vec<GuestView>,
     /// The log line index where the converging pass was found.
@@ -120,31 +115,12 @@ struct Running {
 
 impl Running {
     fn lines(&self) -> Vec<String> {
-        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+        self.daemon.lines()
     }
 
     /// Waits for a log line after index `from` with every needle; its index.
     async fn wait_for_line(&mut self, from: usize, needles: &[&str]) -> Result<usize> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let found = self
-                .lines()
-                .iter()
-                .enumerate()
-                .skip(from)
-                .find(|(_, l)| needles.iter().all(|n| l.contains(n)))
-                .map(|(i, _)| i);
-            if let Some(i) = found {
-                return Ok(i);
-            }
-            if Instant::now() >= deadline {
-                bail!("no log line with {needles:?} within {WAIT:?}");
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                bail!("the daemon exited early ({status}) while waiting for {needles:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.daemon.wait_for_line(from, needles, WAIT).await
     }
 }
 
@@ -176,22 +152,16 @@ pub async fn run(demo: &Demo, step: AgentStep) -> Result<()> {
 }
 
 fn binary(demo: &Demo) -> Result<PathBuf> {
-    demo.binaries
-        .iter()
-        .find(|(name, _)| name == "felhom-agent")
-        .map(|(_, p)| p.clone())
-        .context("felhom-agent was not built")
+    agent_binary(&demo.binaries)
 }
 
-/// The daemon's config: pinned to pve-sim, the hub's CA file, journal, nonce store and desired
-/// state in the demo's temp dir. Test values only: the simulators' fixed token and key.
-fn daemon_config(sim: &PveSim, hub_url: &str, dir: &Path, from_hub: bool) -> Value {
-    let mut doc = config::daemon_config(sim, hub_url, dir, "info");
-    doc["reconcile"] = if from_hub {
-        json!({ "source": "hub" })
-    } else {
-        json!({ "desired_state_file": dir.join("desired.json") })
-    };
+/// The daemon's config (see `agentproc::daemon_config`), reconciling from the operator's file or,
+/// with `from_hub`, from the desired state the hub serves.
+fn demo_config(sim: &PveSim, hub_url: &str, dir: &Path, from_hub: bool) -> Value {
+    let mut doc = daemon_config(sim, hub_url, dir);
+    if from_hub {
+        doc["reconcile"] = json!({ "source": "hub" });
+    }
     doc
 }
 
@@ -201,10 +171,6 @@ pub fn desired_state() -> Value {
         { "vmid": 101, "run_state": "running" },
         { "vmid": 100, "spec": { "cores": 4, "memory_bytes": MEMORY_BYTES }, "description": DESCRIPTION }
     ]})
-}
-
-fn write_json(path: &Path, v: &Value) -> Result<()> {
-    config::write_json(path, v).with_context(|| format!("writing {}", path.display()))
 }
 
 async fn start(demo: &Demo) -> Result<Running> {
@@ -301,7 +267,7 @@ async fn spawn_daemon(demo: &Demo, from_hub: bool) -> Result<Running> {
     let config = dir.join("agent-daemon.json");
     write_json(
         &config,
-        &daemon_config(&demo.sim, &demo.hub.base_url(), dir, from_hub),
+        &demo_config(&demo.sim, &demo.hub.base_url(), dir, from_hub),
     )?;
     println!(
         "hub      {} (answers every report with poll_interval_seconds={DEMO_POLL_SECONDS})",
@@ -361,32 +327,14 @@ async fn spawn_daemon(demo: &Demo, from_hub: bool) -> Result<Running> {
          daemon warns while it is set; a real host reports every 60 s or more)",
         config.display()
     );
-    let mut child = tokio::process::Command::new(&bin)
-        .args(["--config".as_ref(), config.as_os_str(), "run".as_ref()])
-        .env_clear()
-        .env("FELHOM_AGENT_TEST_POLL_FLOOR_MS", &floor)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stderr = child.stderr.take().context("the daemon's stderr")?;
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&lines);
-    let printer = tokio::spawn(async move {
-        let mut r = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = r.next_line().await {
-            println!("  agent | {line}");
-            if let Ok(mut l) = sink.lock() {
-                l.push(line);
-            }
-        }
-    });
+    let daemon = Daemon::spawn(
+        &bin,
+        &config,
+        &[(POLL_FLOOR_ENV, floor.clone())],
+        Some("  agent | "),
+    )?;
     let mut running = Running {
-        child,
-        lines,
-        printer,
+        daemon,
         before,
         converged_at: None,
         mutations_before,
@@ -541,19 +489,9 @@ fn mutations(demo: &Demo) -> (u64, u64) {
 }
 
 async fn stop(demo: &Demo, mut running: Running) -> Result<()> {
-    let pid = running.child.id().context("the daemon already exited")?;
-    println!("$ kill -TERM {pid}");
-    let started = Instant::now();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .context("running kill")?;
-    ensure!(killed.success(), "kill -TERM {pid} failed");
-    let status = tokio::time::timeout(STOP_WAIT, running.child.wait())
-        .await
-        .with_context(|| format!("the daemon did not exit within {STOP_WAIT:?} of SIGTERM"))?
-        .context("waiting for the daemon")?;
-    let _ = tokio::time::timeout(Duration::from_secs(5), &mut running.printer).await;
+    println!("$ kill -TERM {}", running.daemon.pid());
+    let started = std::time::Instant::now();
+    let status = running.daemon.terminate(STOP_WAIT).await?;
     println!(
         "exit status {} after {:.1} s",
         status

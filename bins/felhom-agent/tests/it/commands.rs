@@ -154,6 +154,33 @@ async fn the_poll_floor_is_an_environment_variable_not_a_flag() {
 }
 
 #[tokio::test]
+async fn an_unusable_crash_seam_value_stops_the_daemon_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &doc());
+    for bad in ["after-post:1", "after-started:0", "after-started"] {
+        let (code, _, err) =
+            run_with_env(&["--config", &path], &[("FELHOM_AGENT_TEST_CRASH_AT", bad)]).await;
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(
+            err.trim(),
+            format!(
+                "felhom-agent: FELHOM_AGENT_TEST_CRASH_AT: expected <step>[@<action>]:<n> with \
+                 step one of before-started, after-started, after-request, after-task-running, \
+                 after-task-end and n from 1, got \"{bad}\" (a test-only setting: unset it on a \
+                 real host)"
+            )
+        );
+    }
+    // The config overlay does not take it for a misspelt setting.
+    let (code, out, err) = run_with_env(
+        &["--config", &path, "check-config"],
+        &[("FELHOM_AGENT_TEST_CRASH_AT", "after-started@start:1")],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test]
 async fn a_missing_config_says_in_one_line_where_the_example_is() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("agent.json");

@@ -626,3 +626,75 @@ async fn pass_and_recovery_futures_can_be_spawned() {
     assert!(pass.await.is_ok());
     assert!(recovery.await.is_ok());
 }
+
+/// What the probe saw at one step: the step, the guest, the action, and the latest state of
+/// that op already on disk.
+type Seen = (OpStep, u32, &'static str, Option<&'static str>);
+
+#[tokio::test(start_paused = true)]
+async fn the_step_probe_sees_each_step_with_the_journal_already_on_disk() {
+    let fake = Arc::new(FakePve::host());
+    let journal = journal();
+    let path = journal.path.clone();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let probe = StepProbe::new(move |step, vmid, action| {
+        let on_disk = felhom_journal::repair::inspect::<OpRecord>(&path).expect("inspect");
+        let latest = on_disk
+            .before
+            .iter()
+            .rev()
+            .find(|r| r.vmid == Some(vmid) && r.action == action)
+            .map(|r| r.state.name());
+        sink.lock()
+            .expect("probe log")
+            .push((step, vmid, action, latest));
+    });
+    let engine = Engine::new(
+        Arc::clone(&fake),
+        queue(),
+        Some(Arc::clone(&journal.shared)),
+    )
+    .with_options(EngineOptions {
+        step_probe: Some(probe),
+        ..EngineOptions::default()
+    });
+    let summary = engine
+        .run_pass(&provider(vec![running(101), cores(100, 3)]), NOW)
+        .await
+        .expect("pass");
+    assert_eq!(summary.succeeded, 2, "{summary:#?}");
+    let seen = seen.lock().expect("probe log").clone();
+    let of = |vmid: u32| -> Vec<(&'static str, Option<&'static str>)> {
+        seen.iter()
+            .filter(|s| s.1 == vmid)
+            .map(|s| (s.0.name(), s.3))
+            .collect()
+    };
+    assert_eq!(
+        of(101),
+        [
+            ("before-started", None),
+            ("after-started", Some("started")),
+            ("after-request", Some("started")),
+            ("after-task-running", Some("task_running")),
+            ("after-task-end", Some("task_running")),
+        ]
+    );
+    // A synchronous config write has no task: its steps end at the answer.
+    assert_eq!(
+        of(100),
+        [
+            ("before-started", None),
+            ("after-started", Some("started")),
+            ("after-request", Some("started")),
+        ]
+    );
+    assert!(seen
+        .iter()
+        .all(|s| s.2 == if s.1 == 101 { "start" } else { "set_config" }));
+    for step in OpStep::ALL {
+        assert_eq!(OpStep::from_name(step.name()), Some(step));
+    }
+    assert_eq!(OpStep::from_name("after-post"), None);
+}
