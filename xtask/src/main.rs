@@ -1,10 +1,11 @@
-//! `cargo xtask`: the project's automation, in Rust (demo, golden, vectors, bench, live).
+//! `cargo xtask`: the project's automation, in Rust (demo, golden, vectors, bench, live, fuzz).
 
 #[cfg(feature = "heavy")]
 mod bench;
 mod cargo;
 #[cfg(feature = "heavy")]
 mod demo;
+mod fuzz;
 #[cfg(feature = "heavy")]
 mod vectors;
 
@@ -54,6 +55,9 @@ enum Command {
     #[cfg(feature = "heavy")]
     /// Regenerate the SSHSIG test vectors with the machine's ssh-keygen (never run by CI).
     Vectors,
+    /// Run every cargo-fuzz target in fuzz/ for --seconds each (nightly + cargo-fuzz; never
+    /// run by CI); fails when a target crashes.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -85,6 +89,7 @@ fn main() -> Result<()> {
         Command::Golden { bless } => golden(bless),
         #[cfg(feature = "heavy")]
         Command::Vectors => vectors::run(&root().join("testdata/sshsig")),
+        Command::Fuzz(args) => fuzz::run(&root(), &args),
     }
 }
 
