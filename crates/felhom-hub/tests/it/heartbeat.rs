@@ -17,7 +17,6 @@ use felhom_pve_sim::{HttpFault, HubFault, HubSim, PveSim};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, KEY};
