@@ -342,6 +342,59 @@ async fn sigterm_drains_the_queue_and_exits_0() {
     assert!(env.pve.state().guest(100).unwrap().running);
 }
 
+/// The drain grace (`DRAIN_GRACE`, 20 s, then `CANCEL_GRACE`, 3 s) bounds a stop: a PVE task
+/// that never ends is not waited for past it; the op stays in flight in the journal for the
+/// next start's recovery, and the exit is still clean. Runs the real 20 s (a stop waits for
+/// real); the only time bound asserted is a generous upper one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_outlives_the_drain_grace_is_left_in_flight_and_the_exit_is_clean() {
+    let env = Env::start(60).await;
+    env.pve
+        .faults()
+        .slow_tasks(Some("vzstart"), Duration::from_secs(24 * 3600));
+    env.desire(json!({ "guests": [{ "vmid": 101, "run_state": "running" }] }));
+    let daemon = env.spawn(&[], &[]);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !env
+        .pve
+        .state()
+        .tasks()
+        .iter()
+        .any(|t| t.task_type == "vzstart")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no start task; log:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.sigterm();
+    // 20 s of grace, 3 s for jobs to notice the cancel, and WAIT of slack.
+    let (status, log) = daemon.wait(Duration::from_secs(23) + WAIT).await;
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("grace_secs=20"), "{log}");
+    assert!(log.contains("drain grace over"), "{log}");
+    assert!(!log.contains("queue drained"), "{log}");
+    // Left for recovery, with the task it belongs to: not closed, not forgotten.
+    let (journal, _) = OpJournal::open(env.path("journal.log")).unwrap();
+    let in_flight = journal.in_flight();
+    assert_eq!(in_flight.len(), 1, "{in_flight:?}");
+    assert!(
+        matches!(in_flight[0].state, OpState::TaskRunning { .. }),
+        "{in_flight:?}"
+    );
+    // Nothing was sent to PVE to stop or cancel anything on the way out.
+    let deletes: Vec<_> = env
+        .pve
+        .state()
+        .request_log()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" || r.path.ends_with("/status/stop"))
+        .collect();
+    assert!(deletes.is_empty(), "{deletes:?}");
+}
+
 /// The only op in a run's journal.
 fn journal_op_id(env: &Env) -> felhom_journal::OpId {
     let text = std::fs::read_to_string(env.path("journal.log")).unwrap();
