@@ -47,7 +47,10 @@ pub struct FuzzArgs {
 #[derive(Debug)]
 struct Outcome {
     target: &'static str,
+    /// Wall time of the run, the target's (incremental) build included.
     seconds: f64,
+    /// Time libFuzzer itself reports having fuzzed.
+    fuzzed: Option<u64>,
     execs: Option<u64>,
     crashed: bool,
 }
@@ -96,6 +99,7 @@ pub fn run(root: &Path, args: &FuzzArgs) -> Result<()> {
         let outcome = Outcome {
             target,
             seconds: started.elapsed().as_secs_f64(),
+            fuzzed: fuzzed_seconds(&text),
             execs: final_stat(&text, "stat::number_of_executed_units"),
             crashed: !status.success(),
         };
@@ -118,13 +122,15 @@ pub fn run(root: &Path, args: &FuzzArgs) -> Result<()> {
         outcomes.push(outcome);
     }
 
-    println!("\n| target | seconds | executions | result |\n|---|---:|---:|---|");
+    println!("\n| target | fuzzed s | wall s | executions | result |\n|---|---:|---:|---:|---|");
+    let unknown = || "?".to_owned();
     for o in &outcomes {
         println!(
-            "| {} | {:.0} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} |",
             o.target,
+            o.fuzzed.map_or_else(unknown, |n| n.to_string()),
             o.seconds,
-            o.execs.map_or("?".to_owned(), |n| n.to_string()),
+            o.execs.map_or_else(unknown, |n| n.to_string()),
             if o.crashed { "CRASH" } else { "ok" }
         );
     }
@@ -210,6 +216,15 @@ fn expand(root: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The seconds of libFuzzer's closing `Done N runs in S second(s)` line.
+fn fuzzed_seconds(log: &str) -> Option<u64> {
+    log.lines().rev().find_map(|l| {
+        let rest = l.split_once("Done ")?.1;
+        let (_, after) = rest.split_once(" runs in ")?;
+        after.split_whitespace().next()?.parse().ok()
+    })
+}
+
 /// A `-print_final_stats` value from libFuzzer's output.
 fn final_stat(log: &str, key: &str) -> Option<u64> {
     log.lines().rev().find_map(|l| {
@@ -260,6 +275,12 @@ mod tests {
         );
         assert_eq!(final_stat(log, "stat::peak_rss_mb"), Some(40));
         assert_eq!(final_stat("crash", "stat::number_of_executed_units"), None);
+        let done = "#2139267\tDONE   cov: 9\nDone 2139267 runs in 61 second(s)\n";
+        assert_eq!(fuzzed_seconds(done), Some(61));
+        assert_eq!(
+            fuzzed_seconds("==1== ERROR: libFuzzer: deadly signal"),
+            None
+        );
     }
 
     #[test]
