@@ -85,7 +85,7 @@ pub fn rerun(root: &Path, extra: &[&str]) -> Result<()> {
 
 /// Removes the variables `cargo run` gave this process for the xtask package: build scripts
 /// (ring's) watch some of them, so passing them on would rebuild those crates on every run.
-fn without_package_variables(cmd: &mut Command) {
+pub fn without_package_variables(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_str().is_some_and(is_package_variable) {
             cmd.env_remove(key);

@@ -1,5 +1,5 @@
 //! `cargo xtask`: the project's automation, in Rust (demo, golden, vectors, bench, live,
-//! crashpoints, soak).
+//! crashpoints, soak, fuzz, deb).
 
 #[cfg(feature = "heavy")]
 mod agentproc;
@@ -11,6 +11,7 @@ mod crashpoints;
 mod deb;
 #[cfg(feature = "heavy")]
 mod demo;
+mod fuzz;
 #[cfg(feature = "heavy")]
 mod soak;
 #[cfg(feature = "heavy")]
@@ -23,7 +24,15 @@ use clap::{Parser, Subcommand};
 
 /// The commands that need the `heavy` feature (simulators, rustls, ssh-key).
 #[cfg(not(feature = "heavy"))]
-const HEAVY: &[&str] = &["demo", "bench", "live", "vectors", "crashpoints", "soak"];
+const HEAVY: &[&str] = &[
+    "demo",
+    "bench",
+    "live",
+    "vectors",
+    "crashpoints",
+    "soak",
+    "fuzz",
+];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,6 +83,9 @@ enum Command {
     #[cfg(feature = "heavy")]
     /// Regenerate the SSHSIG test vectors with the machine's ssh-keygen (never run by CI).
     Vectors,
+    /// Run every cargo-fuzz target in fuzz/ for --seconds each (nightly + cargo-fuzz; never
+    /// run by CI); fails when a target crashes.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -110,6 +122,7 @@ fn main() -> Result<()> {
         Command::Soak(args) => soak::run(&root(), &args),
         #[cfg(feature = "heavy")]
         Command::Vectors => vectors::run(&root().join("testdata/sshsig")),
+        Command::Fuzz(args) => fuzz::run(&root(), &args),
     }
 }
 

@@ -60,7 +60,6 @@ pub(crate) fn decode(input: &[u8]) -> Result<Vec<u8>, String> {
 
 /// Encodes a binary envelope as armor at the given width and line ending. Used by tests and by
 /// tools that need a canonical form; `decode(encode(x, ..)) == x` for every width ≥ 1.
-#[cfg(test)]
 pub(crate) fn encode(envelope: &[u8], width: usize, eol: &str) -> String {
     use ssh_key::encoding::base64::{Base64, Encoding};
     let body = Base64::encode_string(envelope);

@@ -16,6 +16,8 @@ mod blob;
 mod envelope;
 mod error;
 mod file_store;
+#[doc(hidden)]
+pub mod fuzz;
 mod nonce;
 mod op;
 mod signer;

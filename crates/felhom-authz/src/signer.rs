@@ -515,6 +515,27 @@ mod tests {
     }
 
     #[test]
+    fn a_line_over_the_length_bound_is_refused_before_parsing() {
+        // Options may pad a real key line up to the bound; one byte more is refused unparsed.
+        let pad = |len: usize| {
+            let filler = len - ED25519.len() - "from=\"\" ".len();
+            format!("from=\"{}\" {ED25519}", "a".repeat(filler))
+        };
+        let at_limit = pad(MAX_LINE_LEN);
+        assert_eq!(at_limit.len(), MAX_LINE_LEN);
+        parse(&at_limit).expect("a line of exactly the bound parses");
+        let over = pad(MAX_LINE_LEN + 1);
+        let err = parse(&over).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "is {} bytes long, the limit is {MAX_LINE_LEN}",
+                MAX_LINE_LEN + 1
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn key_ids_are_validated() {
         for bad in ["", "  ", "a\u{7}b"] {
             assert!(matches!(

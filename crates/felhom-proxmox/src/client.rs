@@ -1055,6 +1055,57 @@ fn set_config_outcome(call: &Call, data: Option<String>) -> Result<SetConfigOutc
     }
 }
 
+/// Fuzzing entry point (the `fuzz/` crate only, not an API): decodes one response the way the
+/// client decodes every endpoint's answer — status check, envelope, each response type, list
+/// and task forms — and renders the results, so a decoder or `Display` that panics on hostile
+/// bytes is found. Never panics itself on any input.
+#[doc(hidden)]
+pub fn fuzz_decode_every_response(status: u16, reason: Option<&str>, body: &[u8]) {
+    fn one<T: DeserializeOwned + fmt::Debug>(resp: &HttpResponse) -> Option<T> {
+        match decode::<T>("GET", "/fuzz", resp) {
+            Ok((data, _total)) => Some(data),
+            Err(e) => {
+                let _ = e.to_string();
+                None
+            }
+        }
+    }
+    let resp = HttpResponse {
+        status,
+        reason: reason.map(str::to_owned),
+        headers: http::HeaderMap::new(),
+        body: bytes::Bytes::copy_from_slice(body),
+    };
+    let call = Call::new(Method::POST, "/fuzz".to_owned());
+    let _ = one::<Version>(&resp);
+    for node in one::<Option<Vec<NodeInfo>>>(&resp)
+        .flatten()
+        .unwrap_or_default()
+    {
+        let _ = node.fingerprint().map(|f| f.map(|f| f.to_string()));
+    }
+    let _ = one::<NodeStatus>(&resp);
+    let _ = one::<Option<Vec<GuestSummary>>>(&resp);
+    let _ = one::<GuestSummary>(&resp);
+    let _ = one::<LxcConfig>(&resp).map(|c| c.rootfs_size_bytes());
+    let _ = one::<Option<Vec<StorageInfo>>>(&resp);
+    let _ = one::<Option<Vec<StorageContent>>>(&resp);
+    let _ = one::<TaskStatus>(&resp).map(|t| (t.is_running(), t.exit().map(|e| e.is_success())));
+    let _ = one::<Option<Vec<TaskLogLine>>>(&resp);
+    let _ = one::<Permissions>(&resp).map(|p| p.allows("/vms/100", "VM.Audit"));
+    let _ = one::<Option<Vec<Snapshot>>>(&resp)
+        .flatten()
+        .map(|s| s.iter().filter(|s| s.is_current()).count());
+    if let Some(s) = one::<String>(&resp) {
+        let _ = parse_upid(&call, &s).map(|u| u.to_string());
+        let _ = vzdump_outcome(&call, &s).map_err(|e| e.to_string());
+    }
+    if let Some(s) = one::<Option<String>>(&resp) {
+        let _ = set_config_outcome(&call, s).map_err(|e| e.to_string());
+    }
+    let _ = ApiError::from_response("GET", "/fuzz", status, reason, body).to_string();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

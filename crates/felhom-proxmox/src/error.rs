@@ -75,8 +75,14 @@ pub struct ApiError {
     pub permission: Option<MissingPrivilege>,
 }
 
-/// Longest message kept from a plain-text error body.
+/// Longest message kept from an error response (body message, reason phrase, plain-text body,
+/// each parameter error): the body may be up to the client's 8 MiB cap, and the message is
+/// logged and reported.
 const MAX_MESSAGE: usize = 1024;
+/// Most parameter errors kept from one response (PVE names one per bad parameter).
+const MAX_PARAM_ERRORS: usize = 64;
+/// Longest parameter name kept.
+const MAX_PARAM_NAME: usize = 128;
 
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -115,12 +121,13 @@ impl ApiError {
                 b.errors
                     .unwrap_or_default()
                     .into_iter()
+                    .take(MAX_PARAM_ERRORS)
                     .map(|(k, v)| {
                         let v = match v {
-                            serde_json::Value::String(s) => s.trim_end().to_owned(),
-                            other => other.to_string(),
+                            serde_json::Value::String(s) => truncate(s.trim_end(), MAX_MESSAGE),
+                            other => truncate(&other.to_string(), MAX_MESSAGE),
                         };
-                        (k, v)
+                        (truncate(&k, MAX_PARAM_NAME), v)
                     })
                     .collect(),
                 None,
@@ -137,8 +144,9 @@ impl ApiError {
             }
         };
         let message = body_message
-            .clone()
-            .or_else(|| reason.map(str::to_owned))
+            .as_deref()
+            .or(reason)
+            .map(|m| truncate(m, MAX_MESSAGE))
             .or(plain)
             .unwrap_or_else(|| {
                 http::StatusCode::from_u16(status)
@@ -467,6 +475,46 @@ mod tests {
         let long = "x".repeat(5000);
         let e = ApiError::from_response("GET", "/x", 500, None, long.as_bytes());
         assert!(e.message.len() < 1100);
+    }
+
+    #[test]
+    fn json_messages_reasons_and_parameter_errors_are_bounded_too() {
+        // A hostile or broken PVE can fill the whole body cap with one message.
+        let huge = "m".repeat(1 << 20);
+        let body = serde_json::json!({
+            "message": format!("no such task {huge}"),
+            "errors": (0..1000)
+                .map(|i| (format!("p{i}{}", "k".repeat(500)), huge.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        })
+        .to_string();
+        let e = ApiError::from_response("GET", "/x", 400, Some(&huge), body.as_bytes());
+        assert!(
+            e.message.len() <= MAX_MESSAGE + '…'.len_utf8(),
+            "{}",
+            e.message.len()
+        );
+        assert!(e.message.starts_with("no such task") && e.message.ends_with('…'));
+        assert!(e.is_no_such_task());
+        assert_eq!(e.errors.len(), MAX_PARAM_ERRORS);
+        for (k, v) in &e.errors {
+            assert!(k.len() <= MAX_PARAM_NAME + 3 && v.len() <= MAX_MESSAGE + 3);
+        }
+        assert!(e.to_string().len() < 200_000, "{}", e.to_string().len());
+        // Only the reason phrase: bounded as well.
+        let e = ApiError::from_response("GET", "/x", 500, Some(&huge), b"");
+        assert!(e.message.len() <= MAX_MESSAGE + '…'.len_utf8());
+        // A permission named in a long message is still found.
+        let e = ApiError::from_response(
+            "GET",
+            "/x",
+            403,
+            Some(&format!(
+                "Permission check failed (/vms/100, VM.Audit) {huge}"
+            )),
+            b"",
+        );
+        assert_eq!(e.permission.unwrap().privileges, ["VM.Audit"]);
     }
 
     #[test]

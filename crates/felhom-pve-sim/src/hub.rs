@@ -233,6 +233,9 @@ struct HubShared {
     state: Mutex<HubState>,
     faults: HubFaults,
     count: watch::Sender<usize>,
+    /// Requests that reached the handler, counted before any injected latency or fault: lets a
+    /// test act while a request is held at the hub.
+    arrivals: watch::Sender<usize>,
 }
 
 impl HubShared {
@@ -311,6 +314,7 @@ impl HubSim {
             }),
             faults: HubFaults::default(),
             count,
+            arrivals: watch::Sender::new(0),
         });
         let (tx, rx) = watch::channel(false);
         let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
@@ -443,6 +447,14 @@ impl HubSim {
                 after: timeout,
             }),
         }
+    }
+
+    /// Waits until at least `n` requests reached the handler (before any injected latency or
+    /// fault). Unbounded: the caller puts a timeout on it.
+    pub async fn wait_for_arrivals(&self, n: usize) {
+        let mut rx = self.shared.arrivals.subscribe();
+        // the sender lives as long as `self`: the channel cannot close while this waits
+        let _ = rx.wait_for(|c| *c >= n).await;
     }
 
     /// Stops accepting, closes open connections and waits for the server task.
@@ -652,6 +664,7 @@ async fn handle(
     shared: Arc<HubShared>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let at = Instant::now();
+    shared.arrivals.send_modify(|n| *n += 1);
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let latency = shared.faults.latency();

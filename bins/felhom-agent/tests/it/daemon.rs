@@ -5,7 +5,7 @@
 //! daemon take it. Without it, a 60 s envelope is shown not to cause a second report within
 //! seconds.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use felhom_hub_proto::golden_file::report_shape_check;
 use felhom_hub_proto::ControlEnvelope;
@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 use crate::support::{Env, HOST_ID, HUB_KEY};
 
 const FLOOR: [(&str, &str); 1] = [("FELHOM_AGENT_TEST_POLL_FLOOR_MS", "200")];
-const WAIT: Duration = Duration::from_secs(15);
+/// The real-time bound on anything awaited: generous for a slow CI, and under half the 60 s
+/// interval these runs configure, so arriving within it still means "without waiting an
+/// interval".
+const WAIT: Duration = Duration::from_secs(25);
 
 /// The line of `log` warning about the test-only poll floor ("" if none).
 fn daemon_warning(log: &str) -> &str {
@@ -37,14 +40,9 @@ fn assert_no_secrets(log: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_report_comes_at_once_with_the_bearer_key_in_the_golden_shape() {
     let env = Env::start(60).await;
-    let started = Instant::now();
     let daemon = env.spawn(&[], &[]);
+    // At once: within WAIT, less than the 60 s interval.
     let reports = env.hub.wait_for_reports(1, WAIT).await.expect("a report");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
     let first = &reports[0];
     assert_eq!(
         first.authorization(),
@@ -60,10 +58,19 @@ async fn the_first_report_comes_at_once_with_the_bearer_key_in_the_golden_shape(
         panic!("{e}");
     }
 
-    // The hub asked for 60 s: no second report within a few seconds.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(env.hub.report_count(), 1);
+    // The hub asked for 60 s: the daemon's heartbeat goes to sleep for 60 s after the first
+    // report (its own log says so; the heartbeat's paused-clock tests prove it keeps to it),
+    // and nothing more was reported by the time it stopped.
+    daemon
+        .wait_for_lines(&["first host report accepted"], 1, WAIT)
+        .await;
     let log = daemon.stop().await;
+    assert_eq!(env.hub.report_count(), 1);
+    assert!(
+        !daemon_lines(&log, &["heartbeat started", "interval_seconds=60"]).is_empty(),
+        "{log}"
+    );
+    assert!(!log.contains("poll interval changed"), "{log}");
     assert!(
         log.contains("first host report accepted by the hub"),
         "{log}"
@@ -77,25 +84,13 @@ async fn the_first_report_comes_at_once_with_the_bearer_key_in_the_golden_shape(
 async fn the_adopted_interval_is_honoured() {
     let env = Env::start(1).await;
     let daemon = env.spawn(&[], &FLOOR);
-    let reports = env
-        .hub
+    // Three reports within WAIT (under half the configured 60 s): the hub's 1 s was adopted.
+    // The exact interval is the log's (`to_seconds=1`, not the 200 ms floor); that the loop
+    // keeps to it is the heartbeat's paused-clock tests' to prove, not a wall-clock gap's.
+    env.hub
         .wait_for_reports(3, WAIT)
         .await
         .expect("three reports");
-    let gaps: Vec<Duration> = reports
-        .windows(2)
-        .map(|w| {
-            w[1].received_wall
-                .duration_since(w[0].received_wall)
-                .unwrap()
-        })
-        .collect();
-    for gap in &gaps {
-        // 1 s after the previous beat started, give or take the collect times: far from the
-        // configured 60 s, and from the 200 ms floor.
-        assert!(*gap >= Duration::from_millis(500), "{gaps:?}");
-        assert!(*gap < Duration::from_secs(5), "{gaps:?}");
-    }
     let log = daemon.stop().await;
     assert!(log.contains("poll interval changed"), "{log}");
     assert!(log.contains("to_seconds=1"), "{log}");
@@ -299,7 +294,7 @@ async fn sigterm_drains_the_queue_and_exits_0() {
         .slow_tasks(Some("vzstart"), Duration::from_millis(1500));
     env.desire(json!({ "guests": [{ "vmid": 101, "run_state": "running" }] }));
     let daemon = env.spawn(&[], &[]);
-    let deadline = Instant::now() + WAIT;
+    let deadline = std::time::Instant::now() + WAIT;
     while !env
         .pve
         .state()
@@ -308,21 +303,16 @@ async fn sigterm_drains_the_queue_and_exits_0() {
         .any(|t| t.task_type == "vzstart")
     {
         assert!(
-            Instant::now() < deadline,
+            std::time::Instant::now() < deadline,
             "no start task; log:\n{}",
             daemon.log()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let stopping = Instant::now();
     daemon.sigterm();
-    let (status, log) = daemon.wait(Duration::from_secs(10)).await;
+    // Exiting within WAIT (under the 60 s interval) means the drain did not sleep a beat.
+    let (status, log) = daemon.wait(WAIT).await;
     assert_eq!(status.code(), Some(0), "{log}");
-    assert!(
-        stopping.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        stopping.elapsed()
-    );
     assert!(log.contains("draining the queue"), "{log}");
     assert!(log.contains("queue drained"), "{log}");
     // The running job was waited for, not abandoned: the op is closed in the journal.
@@ -334,6 +324,59 @@ async fn sigterm_drains_the_queue_and_exits_0() {
     assert!(env.pve.state().guest(101).unwrap().running);
     // Guests are never stopped on the way out.
     assert!(env.pve.state().guest(100).unwrap().running);
+}
+
+/// The drain grace (`DRAIN_GRACE`, 20 s, then `CANCEL_GRACE`, 3 s) bounds a stop: a PVE task
+/// that never ends is not waited for past it; the op stays in flight in the journal for the
+/// next start's recovery, and the exit is still clean. Runs the real 20 s (a stop waits for
+/// real); the only time bound asserted is a generous upper one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_outlives_the_drain_grace_is_left_in_flight_and_the_exit_is_clean() {
+    let env = Env::start(60).await;
+    env.pve
+        .faults()
+        .slow_tasks(Some("vzstart"), Duration::from_secs(24 * 3600));
+    env.desire(json!({ "guests": [{ "vmid": 101, "run_state": "running" }] }));
+    let daemon = env.spawn(&[], &[]);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !env
+        .pve
+        .state()
+        .tasks()
+        .iter()
+        .any(|t| t.task_type == "vzstart")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no start task; log:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.sigterm();
+    // 20 s of grace, 3 s for jobs to notice the cancel, and WAIT of slack.
+    let (status, log) = daemon.wait(Duration::from_secs(23) + WAIT).await;
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("grace_secs=20"), "{log}");
+    assert!(log.contains("drain grace over"), "{log}");
+    assert!(!log.contains("queue drained"), "{log}");
+    // Left for recovery, with the task it belongs to: not closed, not forgotten.
+    let (journal, _) = OpJournal::open(env.path("journal.log")).unwrap();
+    let in_flight = journal.in_flight();
+    assert_eq!(in_flight.len(), 1, "{in_flight:?}");
+    assert!(
+        matches!(in_flight[0].state, OpState::TaskRunning { .. }),
+        "{in_flight:?}"
+    );
+    // Nothing was sent to PVE to stop or cancel anything on the way out.
+    let deletes: Vec<_> = env
+        .pve
+        .state()
+        .request_log()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" || r.path.ends_with("/status/stop"))
+        .collect();
+    assert!(deletes.is_empty(), "{deletes:?}");
 }
 
 /// The only op in a run's journal.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use felhom_hub::cloudflared::FixedProber;
 use felhom_hub::collector::{self, CollectError, CollectOptions};
 use felhom_hub_proto::{BackupEntry, GuestSpec, GuestStatus, ServiceState};
-use felhom_proxmox::ProxmoxError;
+use felhom_proxmox::{ProxmoxError, PveClient};
 use felhom_pve_sim::{
     GuestSpec as SimGuest, HttpFault, SimConfig, StorageSpec, VolumeSpec, DEFAULT_BACKUP_CTIME,
 };
@@ -294,13 +294,26 @@ async fn config_reads_are_bounded() {
         config = config.guest(SimGuest::new(200 + i, &format!("ct{i}")).running(i % 2 == 0));
     }
     let pve = support::pve_with(config).await;
-    // Latency keeps every read in flight long enough to overlap with the others.
-    pve.faults().set_latency(Duration::from_millis(20));
-    let api = CountingApi::new(support::pve_client(&pve));
-
-    let r = collector::collect(&api, &FixedProber(ServiceState::Active), "pve-01", at())
+    // Gated: no read returns before the expected number overlap, so reaching the bound is
+    // shown by events, whatever the machine's speed; exceeding it shows in the peak. A
+    // collector that overlapped fewer reads would hang, and the timeout names it.
+    async fn collect(
+        api: &CountingApi<PveClient>,
+        options: &CollectOptions,
+    ) -> felhom_hub_proto::HostReport {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            collector::collect_with(api, &FixedProber(ServiceState::Active), options, at()),
+        )
         .await
-        .unwrap();
+        .expect("the configured number of config reads overlapped")
+        .unwrap()
+    }
+    let api = CountingApi::gated(
+        support::pve_client(&pve),
+        collector::DEFAULT_CONFIG_CONCURRENCY,
+    );
+    let r = collect(&api, &CollectOptions::new("pve-01")).await;
     assert_eq!(r.guests.len(), 32);
     assert!(
         r.guests.windows(2).all(|w| w[0].vmid < w[1].vmid),
@@ -310,24 +323,20 @@ async fn config_reads_are_bounded() {
     assert_eq!(api.config_reads(), 32);
     assert_eq!(api.max_in_flight(), collector::DEFAULT_CONFIG_CONCURRENCY);
 
-    let narrow = CountingApi::new(support::pve_client(&pve));
+    let narrow = CountingApi::gated(support::pve_client(&pve), 3);
     let options = CollectOptions {
         concurrency: 3,
         ..CollectOptions::new("pve-01")
     };
-    collector::collect_with(&narrow, &FixedProber(ServiceState::Active), &options, at())
-        .await
-        .unwrap();
+    collect(&narrow, &options).await;
     assert_eq!(narrow.max_in_flight(), 3);
     // Zero is taken as one, not as "no reads".
-    let serial = CountingApi::new(support::pve_client(&pve));
+    let serial = CountingApi::gated(support::pve_client(&pve), 1);
     let options = CollectOptions {
         concurrency: 0,
         ..CollectOptions::new("pve-01")
     };
-    collector::collect_with(&serial, &FixedProber(ServiceState::Active), &options, at())
-        .await
-        .unwrap();
+    collect(&serial, &options).await;
     assert_eq!((serial.max_in_flight(), serial.config_reads()), (1, 32));
 }
 

@@ -81,6 +81,10 @@ pub struct CountingApi<A> {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     config_reads: AtomicUsize,
+    /// With a gate, each config read waits until this many were in flight at once (the peak
+    /// is published on `peak`): proof of overlap from events, not from timing.
+    gate: Option<usize>,
+    peak: tokio::sync::watch::Sender<usize>,
 }
 
 impl<A> CountingApi<A> {
@@ -90,6 +94,18 @@ impl<A> CountingApi<A> {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             config_reads: AtomicUsize::new(0),
+            gate: None,
+            peak: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Like [`CountingApi::new`], but no config read returns before `level` reads have been
+    /// in flight together: a collector that overlaps fewer than `level` reads hangs (the test
+    /// bounds it with a timeout), one that overlaps more shows in [`CountingApi::max_in_flight`].
+    pub fn gated(inner: A, level: usize) -> Self {
+        CountingApi {
+            gate: Some(level),
+            ..CountingApi::new(inner)
         }
     }
 
@@ -119,6 +135,12 @@ impl<A: ProxmoxApi> ProxmoxApi for CountingApi<A> {
         self.config_reads.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        if let Some(level) = self.gate {
+            let mut peak = self.peak.subscribe();
+            self.peak.send_modify(|p| *p = (*p).max(now));
+            // Once reached the gate stays open: later reads pass at once.
+            let _ = peak.wait_for(|p| *p >= level).await;
+        }
         let result = self.inner.guest_config(vmid).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         result
