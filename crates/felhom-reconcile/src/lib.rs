@@ -13,21 +13,35 @@
 //! plugs into the engine's [`Gate`] seam).
 
 pub mod actual;
+pub mod audit;
+pub mod classify;
 pub mod desired;
+pub mod destructive;
 pub mod engine;
+pub mod executor;
+pub mod gate;
 pub mod normalize;
 pub mod plan;
 pub mod queue;
 pub mod recovery;
+pub mod signed;
+pub mod signers;
 
+pub use audit::{AuditError, AuditSink, LogAudit, MemoryAudit, Tee, TracingAudit, AUDIT_TAIL_LEN};
+pub use classify::{
+    classify, classify_destructive, BenignWhy, Class, Provenance, CREATE_GUEST_ACTION,
+};
 pub use desired::{
     DesiredError, DesiredGuest, DesiredProvider, DesiredState, EmptyProvider, FileProvider,
     GuestSpec, InvalidDesired, InvalidGuest, Rounded, RunState, StaticProvider, FILE_READ_TIMEOUT,
 };
+pub use destructive::{ActionFromBlobError, DestructiveAction, SignerSpec, HOST_QUEUE_KEY};
 pub use engine::{
     action_name, runs_without_journal, ActionReport, BenignGate, Engine, EngineError,
     EngineOptions, Gate, GateDecision, GuestError, JournalWriteError, PassSummary, SharedJournal,
 };
+pub use executor::{DestructiveExecutor, ExecError, PveExecutor};
+pub use gate::{Allowed, Authorization, GateReason, ReversibilityGate, SignedOp, Verdict};
 pub use normalize::{Normalizer, NormalizerRegistry, Value};
 pub use plan::{
     apply, plan, Action, ActualConfig, ActualGuest, ConfigChanges, GuestStatus, Plan, Skip,
@@ -37,3 +51,5 @@ pub use queue::{JobError, JobHandle, Queue, SubmitError};
 pub use recovery::{
     recover, recover_with, RecoveredOp, RecoveryError, RecoveryOptions, RecoverySummary, Resolution,
 };
+pub use signed::{CrashPoint, FaultSeam, NotAnAction, SignedJobOutcome, SignedJobs};
+pub use signers::{SignerSet, SignerStore, SignerStoreError, SIGNERS_FILE};
