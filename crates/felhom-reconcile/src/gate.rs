@@ -261,6 +261,8 @@ impl<N: NonceStore + 'static> ReversibilityGate<N> {
         signed: Option<&SignedOp>,
         record: bool,
     ) -> Verdict {
+        // An empty signature is no signature: held, not refused as malformed.
+        let signed = signed.filter(|s| !s.signature.iter().all(u8::is_ascii_whitespace));
         let Some(signed) = signed else {
             return match class {
                 Class::Benign(_) => Ok(Allowed {
