@@ -186,6 +186,11 @@ impl<N: NonceStore + 'static> ReversibilityGate<N> {
         &self.host_id
     }
 
+    /// The nonce store (shared by every signer set), e.g. to prune it on the poll cadence.
+    pub fn nonce_store(&self) -> &Arc<N> {
+        &self.store
+    }
+
     /// The audit sink.
     pub fn audit(&self) -> &Arc<dyn AuditSink> {
         &self.audit

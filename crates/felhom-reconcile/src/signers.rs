@@ -40,6 +40,12 @@ pub enum SignerStoreError {
     /// Reading or writing the file failed.
     #[error("signers file: {0}")]
     Journal(#[from] JournalError),
+    /// The file is damaged beyond a torn tail: trust no signer until an operator repairs it.
+    #[error("signers file {path} is damaged (see `felhom-agent journal inspect --path`)")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+    },
     /// The persisted (or proposed) set is not a valid signer set.
     #[error("signers file {path}: {source}")]
     Invalid {
@@ -82,6 +88,30 @@ impl SignerStore {
             log: opened.log,
             current: opened.records.into_iter().last(),
         })
+    }
+
+    /// Reads the persisted set without opening the file for writing (no lock: works while the
+    /// daemon runs; `felhom-agent verify-op`). `Ok(None)` when no rotation ever happened.
+    pub fn read(path: impl AsRef<Path>) -> Result<Option<Vec<Signer>>, SignerStoreError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let inspection = felhom_journal::repair::inspect::<SignerSet>(path)?;
+        if !inspection.opens() {
+            return Err(SignerStoreError::Damaged {
+                path: path.to_owned(),
+            });
+        }
+        let Some(set) = inspection.before.last() else {
+            return Ok(None);
+        };
+        parse_signers(&set.signers)
+            .map(Some)
+            .map_err(|source| SignerStoreError::Invalid {
+                path: path.to_owned(),
+                source,
+            })
     }
 
     /// The signers file for the nonce store at `nonce_store` (same directory).
