@@ -327,8 +327,8 @@ impl fmt::Display for PassSummary {
         write!(
             f,
             "{} desired, {} on host; planned {}: {} succeeded ({} with warnings), {} failed, \
-             {} interrupted, {} not run, {} still running, {} busy; {} skipped; {} mutating \
-             requests",
+             {} interrupted, {} not run, {} pending signature, {} still running, {} busy; {} \
+             skipped; {} mutating requests",
             self.desired_guests,
             self.actual_guests,
             self.planned,
@@ -337,6 +337,7 @@ impl fmt::Display for PassSummary {
             self.failed.len(),
             self.interrupted.len(),
             self.not_run.len(),
+            self.pending_signature.len(),
             self.still_running.len(),
             self.busy.len(),
             self.skipped.len(),

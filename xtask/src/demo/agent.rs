@@ -51,13 +51,16 @@ pub enum AgentStep {
     Converge,
     /// The next pass plans nothing; the hub sees the converged guests.
     Quiet,
+    /// A desired `present: false` for the scratch guest is held pending a signature, with its
+    /// audit entry in the next host report.
+    Pending,
     /// SIGTERM: the queue drains, exit 0, nothing left in flight.
     Stop,
 }
 
 impl AgentStep {
     /// Every step with its title.
-    pub fn all() -> [(&'static str, AgentStep); 5] {
+    pub fn all() -> [(&'static str, AgentStep); 6] {
         [
             (
                 "felhom-agent daemon starts against both simulators (desired state differs from \
@@ -72,6 +75,11 @@ impl AgentStep {
             (
                 "the next reconcile pass plans nothing (no drift, no flapping)",
                 AgentStep::Quiet,
+            ),
+            (
+                "desired present:false for the scratch guest 9000 (tagged felhom-scratch through \
+                 the API): held pending a signature, audited in the next host report",
+                AgentStep::Pending,
             ),
             (
                 "SIGTERM: the daemon drains its queue and exits 0",
@@ -144,6 +152,9 @@ pub async fn run(demo: &Demo, step: AgentStep) -> Result<()> {
             converge(demo, slot.as_mut().context("the daemon is not running")?).await
         }
         AgentStep::Quiet => quiet(demo, slot.as_mut().context("the daemon is not running")?).await,
+        AgentStep::Pending => {
+            pending(demo, slot.as_mut().context("the daemon is not running")?).await
+        }
         AgentStep::Stop => stop(demo, slot.take().context("the daemon is not running")?).await,
     }
 }
@@ -176,7 +187,14 @@ fn daemon_config(sim: &PveSim, hub_url: &str, dir: &Path) -> Value {
             "timeout_seconds": 10,
             "ca_file": dir.join("hub-ca.pem")
         },
-        "authz": { "nonce_store": dir.join("nonces.log"), "signers": [] },
+        "authz": {
+            "nonce_store": dir.join("nonces.log"),
+            "signers": [{
+                "key_id": "ops-demo",
+                "role": "operational",
+                "public_key": DEMO_SIGNER,
+            }]
+        },
         "journal": { "path": dir.join("journal.log") },
         "reconcile": { "desired_state_file": dir.join("desired.json") },
         "log": { "level": "info", "format": "text" }
@@ -425,6 +443,80 @@ async fn quiet(demo: &Demo, running: &mut Running) -> Result<()> {
     if let Some(last) = reports.last() {
         println!("latest report: {}", describe(&last.report));
     }
+    Ok(())
+}
+
+/// The demo's pinned operator key (the committed ssh-keygen vector's): its private half is not
+/// used by the demo, which shows an unsigned destructive delta being held.
+const DEMO_SIGNER: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII0X0Q2omz0Ih7TlX+NVSaPKMd0/ee+V91/8td4m6DFT felhom-vector-ed25519";
+
+/// The scratch guest the pending step asks to destroy.
+const SCRATCH_VMID: u32 = 9000;
+
+async fn pending(demo: &Demo, running: &mut Running) -> Result<()> {
+    let state = demo.sim.state();
+    state.add_guest(felhom_pve_sim::GuestSpec::new(SCRATCH_VMID, "scratch"));
+    // What anyone with VM.Config.Options could write: provenance is not read from it.
+    state.set_config(SCRATCH_VMID, "tags", "felhom-scratch");
+    state.set_config(SCRATCH_VMID, "description", "created by felhom (scratch)");
+    let mut desired = desired_state();
+    if let Some(guests) = desired["guests"].as_array_mut() {
+        guests.push(json!({ "vmid": SCRATCH_VMID, "present": false }));
+    }
+    let from = running.lines().len();
+    write_json(&demo.dir.join("desired.json"), &desired)?;
+    println!("desired  {desired}");
+    let deletes_before = state.requests_to("DELETE /nodes/{node}/lxc/{vmid}");
+    let at = running
+        .wait_for_line(from, &["reconcile pass done", "1 pending signature"])
+        .await?;
+    let line = running.lines().get(at).cloned().unwrap_or_default();
+    println!("pass: {}", line.split("summary=").nth(1).unwrap_or(&line));
+    let seen = demo.hub.report_count();
+    let deadline = Instant::now() + WAIT;
+    let entry = loop {
+        let reports = demo
+            .hub
+            .wait_for_reports(seen + 1, WAIT)
+            .await
+            .context("waiting for the next report")?;
+        let found = reports.iter().rev().find_map(|r| {
+            r.report
+                .audit_tail
+                .iter()
+                .find(|e| e.vmid == Some(SCRATCH_VMID) && e.decision == "pending_signature")
+                .cloned()
+        });
+        if let Some(entry) = found {
+            break entry;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no report carried the pending destroy in its audit_tail"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "report audit_tail: {}",
+        serde_json::to_string(&entry).unwrap_or_default()
+    );
+    ensure!(
+        entry.action == "destroy_guest" && entry.class == "destructive",
+        "unexpected audit entry {entry:?}"
+    );
+    ensure!(
+        state.guest(SCRATCH_VMID).is_some(),
+        "the scratch guest was destroyed without a signature"
+    );
+    ensure!(
+        state.requests_to("DELETE /nodes/{node}/lxc/{vmid}") == deletes_before,
+        "a DELETE reached the simulator"
+    );
+    println!(
+        "guest {SCRATCH_VMID} is still there: its felhom-scratch tag proves nothing (provenance \
+         is the agent's own journal), so the destroy waits for an operator's signed op"
+    );
     Ok(())
 }
 
