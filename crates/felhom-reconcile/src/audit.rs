@@ -127,7 +127,9 @@ pub fn is_notable(entry: &AuditEntry) -> bool {
 }
 
 /// The durable audit log: notable entries ([`is_notable`]) appended (fsync'd) to a journal
-/// [`Log`], bounded to the latest `keep` (compacted atomically when it reaches twice that).
+/// [`Log`], bounded to the latest `keep` (compacted atomically when it reaches twice that). An
+/// entry repeating the latest decision on the same action and guest (a delta held pending
+/// every pass) is not appended again.
 /// Its [`LogAudit::tail`] fills the host report's `audit_tail`.
 #[derive(Debug)]
 pub struct LogAudit {
@@ -178,6 +180,16 @@ impl AuditSink for LogAudit {
             return Ok(());
         }
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        // The same decision again for the same action (a delta held pending each pass): the
+        // tail already says it, and repeating it would push out what the hub must see.
+        let latest = inner
+            .tail
+            .iter()
+            .rev()
+            .find(|e| e.action == entry.action && e.vmid == entry.vmid);
+        if latest.is_some_and(|e| same_decision(e, entry)) {
+            return Ok(());
+        }
         inner.log.append(entry)?;
         inner.tail.push_back(entry.clone());
         while inner.tail.len() > self.keep {
@@ -189,6 +201,24 @@ impl AuditSink for LogAudit {
         }
         Ok(())
     }
+}
+
+fn same_decision(a: &AuditEntry, b: &AuditEntry) -> bool {
+    (
+        &a.class,
+        &a.decision,
+        &a.reason,
+        &a.detail,
+        &a.key_id,
+        &a.nonce,
+    ) == (
+        &b.class,
+        &b.decision,
+        &b.reason,
+        &b.detail,
+        &b.key_id,
+        &b.nonce,
+    )
 }
 
 /// An entry's fields, built by the gate and the signed-job runner.
@@ -251,6 +281,10 @@ mod tests {
                 .record(&entry(n, "destructive", Some("replay")))
                 .unwrap();
         }
+        // the same decision again is not repeated
+        audit
+            .record(&entry(9, "destructive", Some("replay")))
+            .unwrap();
         let mut benign = entry(99, "benign", None);
         benign.decision = "allowed".into();
         audit.record(&benign).unwrap();

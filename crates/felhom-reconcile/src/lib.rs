@@ -7,10 +7,21 @@
 //! plan, execute every action as a gated, journaled queue job; [`actual`] maps the Proxmox
 //! client's types to the plan's), and startup [`recovery`] of the ops a crash left in flight.
 //!
+//! Phase B, the reversibility gate: the [`destructive`] actions and their signed-op wire form,
+//! the pure [classifier](mod@classify) (benign vs destructive by journal provenance, never by verb or tag),
+//! the [`gate`] (verify → role scope → binding → nonce last; typed [`GateReason`]s), the
+//! [`audit`] of every decision, [`signed`] jobs (nonce dedupe through the idempotency store,
+//! journal-wrapped execution through the injected [`executor`], a crash fault seam) and the
+//! persisted [`signers`] set a `rotate_signers` installs.
+//!
+//! The gate's property test at scale (a smaller count runs by default):
+//! `PROPTEST_CASES=10000 cargo test --release -p felhom-reconcile gate_props`.
+//!
 //! What it must never do: mutate a guest outside the queue; treat a failed desired-state read
 //! as "desire nothing"; write a config it could not read first; touch disk size; destroy or
-//! overwrite customer data without a verified operator signature (phase B's signature check
-//! plugs into the engine's [`Gate`] seam).
+//! overwrite customer data without a verified, role-scoped, action-bound operator signature
+//! (unless the agent's own journal proves it created that guest); run a signed job without the
+//! op journal; re-send a one-shot op whose outcome a crash left unknown.
 
 pub mod actual;
 pub mod audit;

@@ -321,7 +321,7 @@ async fn config_reads_are_bounded() {
     assert_eq!(narrow.max_in_flight(), 3);
 
     // The audit tail is read from its reader at each collection.
-    let entry = felhom_hub_proto::sample_host_report().audit_tail[0].clone();
+    let entry = felhom_hub_proto::golden::sample_host_report().audit_tail[0].clone();
     let shown = entry.clone();
     let options = CollectOptions {
         audit_tail: collector::AuditTail::new(move || vec![shown.clone()]),

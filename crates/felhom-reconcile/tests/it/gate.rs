@@ -86,7 +86,8 @@ async fn every_authz_refusal_is_typed_and_sends_nothing() {
     let agent = Agent::open(&host, &files, signers());
     let b = destroy(101, "n-authz");
 
-    let cases: Vec<(&str, SignedOp, fn(&AuthzError) -> bool)> = vec![
+    type Expected = fn(&AuthzError) -> bool;
+    let cases: Vec<(&str, SignedOp, Expected)> = vec![
         ("unknown signer", signed(STRANGER, b.clone()), |e| {
             matches!(e, AuthzError::UnknownSigner { .. })
         }),
