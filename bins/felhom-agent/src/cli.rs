@@ -53,6 +53,12 @@ pub enum Command {
         /// same.
         #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
         at: Option<OffsetDateTime>,
+        /// Preview the reversibility gate's decision for this action: role scope and binding
+        /// too, e.g. `op=destroy_guest,guest=105` or
+        /// `op=rollback,guest=105,params={"snapname":"before","start":false}` (`params`, last,
+        /// defaults to the blob's own; `guest` absent for a host-level op). Records nothing.
+        #[arg(long, value_name = "op=…,guest=…[,params=JSON]", value_parser = crate::verify_op::parse_expect)]
+        expect: Option<crate::verify_op::Expect>,
     },
     /// Inspect or repair the op journal (or, with --path, the nonce store) offline.
     #[command(subcommand)]
@@ -141,9 +147,16 @@ mod tests {
             "2026-11-23T10:05:00Z",
         ])
         .unwrap();
-        let Command::VerifyOp { blob, sig, at } = cli.subcommand() else {
+        let Command::VerifyOp {
+            blob,
+            sig,
+            at,
+            expect,
+        } = cli.subcommand()
+        else {
             panic!("{cli:?}")
         };
+        assert_eq!(expect, None);
         assert_eq!(blob, PathBuf::from("/b.json"));
         assert_eq!(sig, PathBuf::from("/b.sig"));
         assert_eq!(at.unwrap().unix_timestamp(), 1_795_428_300);
@@ -152,6 +165,35 @@ mod tests {
             cli.subcommand(),
             Command::VerifyOp { at: None, .. }
         ));
+        let cli = parse(&[
+            "verify-op",
+            "--blob",
+            "b",
+            "--sig",
+            "s",
+            "--expect",
+            r#"op=rollback,guest=105,params={"snapname":"a","start":false}"#,
+        ])
+        .unwrap();
+        let Command::VerifyOp { expect, .. } = cli.subcommand() else {
+            panic!("{cli:?}")
+        };
+        let expect = expect.unwrap();
+        assert_eq!((expect.op.as_str(), expect.guest), ("rollback", Some(105)));
+        assert_eq!(
+            expect.params.as_deref(),
+            Some(r#"{"snapname":"a","start":false}"#)
+        );
+        assert!(parse(&[
+            "verify-op",
+            "--blob",
+            "b",
+            "--sig",
+            "s",
+            "--expect",
+            "guest=x"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Startup: config (exit 2 listing every problem) → logging → stop signals registered (and
 //! SIGHUP/SIGUSR1/SIGQUIT, logged, never fatal) → clients (Proxmox, hub) → journal (held by
 //! another live agent: exit 2; cannot open: journal-less mode, loudly, in `STATUS=` and every
-//! report) → the hub's persisted block → nonce store and verifier
+//! report) → the hub's persisted block → the reversibility gate (signers, nonce store, audit
+//! log: see [`crate::gate`])
 //! → RECOVERY of in-flight ops, before anything can mutate → the heartbeat loop (first report
 //! at once, then on the hub's cadence) and the reconcile loop (one pass after each poll, then
 //! nonce pruning) → `READY=1` once the first poll was attempted.
@@ -292,8 +293,13 @@ async fn run(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let verifier = durable::open_verifier(&config.authz.nonce_store, signers, &hub_config.host_id)
-        .map(Arc::new);
+    let gate = crate::gate::open(
+        &config.authz.nonce_store,
+        &config.journal.path,
+        signers,
+        &hub_config.host_id,
+        journal.clone(),
+    );
     let status = Arc::new(DaemonStatus::new(journal_less));
     let block = HubBlock::open(&HubBlock::path_beside(&config.journal.path));
     status.set_blocked(block.blocked());
@@ -305,7 +311,7 @@ async fn run(
     if let Some(j) = journal.clone() {
         notifier.status("recovering in-flight operations");
         tokio::select! {
-            recovered = recover(&api, &j) => if let Err(reason) = recovered {
+            recovered = recover(&api, &j, &*gate.audit) => if let Err(reason) = recovered {
                 status.set_journal_less(reason);
                 journal = None;
             },
@@ -329,19 +335,20 @@ async fn run(
 
     let queue = Queue::new(NonZeroUsize::new(QUEUE_CONCURRENCY).unwrap_or(NonZeroUsize::MIN));
     let engine_cancel = CancellationToken::new();
-    let engine =
-        Engine::new(Arc::clone(&api), queue.clone(), journal.clone()).with_options(EngineOptions {
+    let engine = Engine::new(Arc::clone(&api), queue.clone(), journal.clone())
+        .with_options(EngineOptions {
             cancel: engine_cancel.clone(),
             pass_wait: Some(PASS_WAIT),
             step_probe: crash_at.map(CrashAt::probe),
             ..EngineOptions::default()
-        });
+        })
+        .with_gate(gate.gate.clone());
     let (desired, intent) = hub_intent(&config, &hub);
     let guest_cache = felhom_hub::collector::GuestCache::default();
     let reconciler = Arc::new(Reconciler {
         engine,
         desired,
-        verifier,
+        nonces: gate.nonces.clone(),
         status: Arc::clone(&status),
         journal: journal.clone(),
         intent: Some(Arc::clone(&intent)),
@@ -373,6 +380,7 @@ async fn run(
         None => JournalStatus::ok(),
         Some(reason) => JournalStatus::journal_less(reason),
     };
+    settings.collect.audit_tail = gate.tail.clone();
     let mut heartbeat_task: JoinHandle<()> = tokio::spawn({
         let api = Arc::clone(&api);
         let stop = stop.clone();
@@ -493,7 +501,11 @@ fn join_text(r: Result<(), tokio::task::JoinError>) -> String {
 }
 
 /// Startup recovery, bounded; the reason when the journal became unusable (then journal-less).
-async fn recover(api: &Arc<PveClient>, journal: &SharedJournal) -> Result<(), String> {
+async fn recover(
+    api: &Arc<PveClient>,
+    journal: &SharedJournal,
+    audit: &dyn felhom_reconcile::AuditSink,
+) -> Result<(), String> {
     let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default();
     let options = RecoveryOptions {
         wait: WaitOptions {
@@ -508,9 +520,11 @@ async fn recover(api: &Arc<PveClient>, journal: &SharedJournal) -> Result<(), St
                     succeeded = summary.succeeded(),
                     failed = summary.failed(),
                     left_in_flight = summary.left_in_flight(),
+                    outcome_unknown = summary.outcome_unknown(),
                     "startup recovery closed the ops a stop or crash interrupted"
                 );
             }
+            felhom_reconcile::recovery::audit_recovery(&summary, audit, now);
             Ok(())
         }
         Err(e) => {

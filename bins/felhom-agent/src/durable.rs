@@ -1,11 +1,10 @@
 //! The daemon's durable state: the op journal (optional: a journal that cannot open means
-//! journal-less mode, loudly, never a crash; one another process holds refuses the start), the
-//! nonce store behind the verifier, and the hub's persisted block (see [`crate::block`]).
+//! journal-less mode, loudly, never a crash; one another process holds refuses the start) and
+//! the hub's persisted block (see [`crate::block`]).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use felhom_authz::{FileNonceStore, Signer, Verifier};
 use felhom_journal::ops::{DEFAULT_COMPACT_THRESHOLD_BYTES, DEFAULT_RETENTION_SECS};
 use felhom_journal::{JournalError, OpJournal};
 use felhom_reconcile::SharedJournal;
@@ -143,37 +142,6 @@ pub fn lock_holder(proc_locks: &str, dev: u64, ino: u64) -> Option<u32> {
     })
 }
 
-/// The verifier for signed ops over the file-backed nonce store; `None` (logged) when the store
-/// cannot be opened — then no signed op can be accepted, which fails safe. No signers is a
-/// normal state and logged quietly.
-pub fn open_verifier(
-    nonce_store: &Path,
-    signers: Vec<Signer>,
-    host_id: &str,
-) -> Option<Verifier<FileNonceStore>> {
-    let store = match FileNonceStore::open(nonce_store) {
-        Ok(store) => store,
-        Err(e) => {
-            tracing::error!(
-                path = %nonce_store.display(),
-                error = %e,
-                "nonce store cannot be opened: signed ops are refused until it can"
-            );
-            return None;
-        }
-    };
-    if signers.is_empty() {
-        tracing::debug!("no signers configured: signed ops cannot be accepted");
-    } else {
-        tracing::info!(
-            signers = signers.len(),
-            nonces = store.len(),
-            "signed-op verifier ready"
-        );
-    }
-    Some(Verifier::new(signers, store, host_id))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,15 +178,6 @@ mod tests {
         assert_eq!(lock_holder(text, 0xfd02, 1234), None);
         assert_eq!(lock_holder("", 0xfd01, 1234), None);
         assert_eq!(lock_holder("garbage\n1:\n", 0xfd01, 1234), None);
-    }
-
-    #[test]
-    fn a_nonce_store_that_cannot_open_disables_signed_ops() {
-        assert!(open_verifier(Path::new("/nonexistent-dir/n.log"), Vec::new(), "pve-01").is_none());
-        let dir = tempfile::tempdir().unwrap();
-        let v = open_verifier(&dir.path().join("nonces.log"), Vec::new(), "pve-01").unwrap();
-        assert_eq!(v.host_id(), "pve-01");
-        assert!(v.signers().is_empty());
     }
 
     #[test]

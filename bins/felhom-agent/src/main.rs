@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod daemon;
 mod durable;
+mod gate;
 mod intent;
 mod journal_cmd;
 mod logging;
@@ -38,7 +39,12 @@ fn main() -> ExitCode {
     match cli.subcommand() {
         Command::Run => daemon::main(&cli.config),
         Command::CheckConfig => check_config(&cli),
-        Command::VerifyOp { blob, sig, at } => verify_op(&cli, &blob, &sig, at),
+        Command::VerifyOp {
+            blob,
+            sig,
+            at,
+            ref expect,
+        } => verify_op(&cli, &blob, &sig, at, expect.as_ref()),
         Command::Journal(action) => journal_cmd::main(&cli.config, &action),
     }
 }
@@ -71,6 +77,7 @@ fn verify_op(
     blob: &std::path::Path,
     sig: &std::path::Path,
     at: Option<OffsetDateTime>,
+    expect: Option<&verify_op::Expect>,
 ) -> ExitCode {
     let (config, signers) = match setup::load(&cli.config) {
         Ok(loaded) => loaded,
@@ -81,12 +88,14 @@ fn verify_op(
     };
     let count = signers.len();
     let at = at.unwrap_or_else(OffsetDateTime::now_utc);
-    match verify_op::run(&config, signers, blob, sig, at) {
+    match verify_op::run(&config, signers, blob, sig, at, expect) {
         Ok(verdict) => {
             print!("{}", verify_op::render(&verdict, at, count));
             match verdict {
                 verify_op::Verdict::Accepted(_) => ExitCode::SUCCESS,
-                verify_op::Verdict::Refused(_) => ExitCode::from(EXIT_REFUSED),
+                verify_op::Verdict::Refused(_) | verify_op::Verdict::NotAnAction(_) => {
+                    ExitCode::from(EXIT_REFUSED)
+                }
             }
         }
         Err(e) => {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use felhom_authz::{FileNonceStore, NonceStore, Verifier};
+use felhom_authz::{FileNonceStore, NonceStore};
 use felhom_proxmox::ProxmoxApi;
 use felhom_reconcile::{
     DesiredError, DesiredProvider, DesiredState, EmptyProvider, Engine, FileProvider, HubProvider,
@@ -60,12 +60,12 @@ impl DesiredProvider for Desired {
 
 /// One reconcile pass per wake-up, plus the cadence chores.
 pub struct Reconciler<A: ProxmoxApi + 'static> {
-    /// The engine (shares the daemon's one queue).
-    pub engine: Engine<A>,
+    /// The engine (shares the daemon's one queue), behind the reversibility gate.
+    pub engine: Engine<A, crate::gate::DaemonGate>,
     /// The desired-state source.
     pub desired: Desired,
-    /// The signed-op verifier, whose nonce store is pruned on the cadence.
-    pub verifier: Option<Arc<Verifier<FileNonceStore>>>,
+    /// The gate's nonce store, pruned on the cadence.
+    pub nonces: Option<Arc<FileNonceStore>>,
     /// Shared status (for systemd's STATUS= and the watchdog).
     pub status: Arc<DaemonStatus>,
     /// The op journal (compacted on the cadence when it passes its size threshold).
@@ -124,10 +124,10 @@ impl<A: ProxmoxApi + 'static> Reconciler<A> {
 
     /// Drops expired nonces (off the async workers: it may compact and fsync the file).
     pub async fn prune_nonces(&self, now: OffsetDateTime) {
-        let Some(verifier) = self.verifier.clone() else {
+        let Some(nonces) = self.nonces.clone() else {
             return;
         };
-        let pruned = tokio::task::spawn_blocking(move || verifier.nonce_store().prune(now)).await;
+        let pruned = tokio::task::spawn_blocking(move || nonces.prune(now)).await;
         match pruned {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(pruned = n, "nonce store: expired nonces dropped"),

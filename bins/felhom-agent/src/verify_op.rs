@@ -1,6 +1,11 @@
 //! `felhom-agent verify-op`: a dry run of a signed op against the configured signers and a
 //! read-only snapshot of the nonce store (the daemon may hold the store's lock; the snapshot
 //! does not need it). Every verifier stage runs; the nonce is only looked up, never recorded.
+//!
+//! The signers are the daemon's: a signers file left by a `rotate_signers` (next to the nonce
+//! store) overrides `authz.signers`. With `--expect op=…,guest=…` the reversibility gate's
+//! role-scope and binding stages run too: the verdict is what the gate would decide for that
+//! action.
 
 use std::fmt::Write as _;
 use std::io::Read;
@@ -11,6 +16,7 @@ use felhom_authz::{
     MAX_SIGNATURE_LEN,
 };
 use felhom_config::Config;
+use felhom_reconcile::{DestructiveAction, SignerStore};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -35,6 +41,48 @@ pub enum VerifyOpError {
     NonceStore(#[source] NonceStoreError),
 }
 
+/// `--expect`: the action the gate would be asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    /// The op's wire name.
+    pub op: String,
+    /// Its guest; `None` for a host-level op.
+    pub guest: Option<u32>,
+    /// Its params (JSON object); `None`: the blob's own.
+    pub params: Option<String>,
+}
+
+/// Parses `op=…,guest=…[,params=JSON]` (`params` last: its JSON may hold commas).
+pub fn parse_expect(text: &str) -> Result<Expect, String> {
+    let (head, params) = match text.find("params=") {
+        Some(i) => (
+            text[..i].trim_end_matches(','),
+            Some(text[i + 7..].to_owned()),
+        ),
+        None => (text, None),
+    };
+    let mut op = None;
+    let mut guest = None;
+    for part in head.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some(("op", v)) => op = Some(v.to_owned()),
+            Some(("guest", v)) => {
+                guest = Some(
+                    v.parse::<u32>()
+                        .map_err(|_| format!("guest={v}: not a vmid"))?,
+                )
+            }
+            _ => return Err(format!("{part:?}: expected op=…, guest=… or params=…")),
+        }
+    }
+    let op = op.ok_or("op=… is required")?;
+    if let Some(p) = &params {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(p)
+            .map_err(|e| format!("params: not a JSON object: {e}"))?;
+    }
+    Ok(Expect { op, guest, params })
+}
+
 /// The verdict of the dry run.
 #[derive(Debug)]
 pub enum Verdict {
@@ -42,6 +90,8 @@ pub enum Verdict {
     Accepted(Box<VerifiedOp>),
     /// A stage refused it.
     Refused(AuthzError),
+    /// `--expect` names no action the agent can run.
+    NotAnAction(String),
 }
 
 /// The name of the stage that refused, as the typed error's variant is called.
@@ -69,6 +119,7 @@ pub fn run(
     blob: &Path,
     sig: &Path,
     at: OffsetDateTime,
+    expect: Option<&Expect>,
 ) -> Result<Verdict, VerifyOpError> {
     let blob_bytes = read_limited("blob", blob, MAX_BLOB_LEN)?;
     let sig_bytes = read_limited("signature", sig, MAX_SIGNATURE_LEN)?;
@@ -80,8 +131,37 @@ pub fn run(
         .as_ref()
         .map(|h| h.host_id.clone())
         .unwrap_or_default();
+    // The daemon's signer set: a rotation's file overrides the config; a damaged one trusts
+    // nobody (as the daemon does).
+    let signers = match SignerStore::read(SignerStore::path_next_to(&config.authz.nonce_store)) {
+        Ok(Some(rotated)) => rotated,
+        Ok(None) => signers,
+        Err(e) => {
+            eprintln!("felhom-agent: verify-op: {e}: no signer is trusted");
+            Vec::new()
+        }
+    };
     let verifier = Verifier::new(signers, nonces, host_id);
-    Ok(match verifier.check(&blob_bytes, &sig_bytes, at) {
+    let checked = match expect {
+        None => verifier.check(&blob_bytes, &sig_bytes, at),
+        Some(expect) => {
+            let params = match &expect.params {
+                Some(p) => serde_json::from_str(p).unwrap_or_default(),
+                // Unverified, only to bind the rest: the blob's own params.
+                None => serde_json::from_slice::<serde_json::Value>(&blob_bytes)
+                    .ok()
+                    .and_then(|v| v.get("params")?.as_object().cloned())
+                    .unwrap_or_default(),
+            };
+            match DestructiveAction::from_parts(&expect.op, expect.guest, &params) {
+                Ok(action) => {
+                    verifier.check_for(&blob_bytes, &sig_bytes, at, &action.expectation())
+                }
+                Err(e) => return Ok(Verdict::NotAnAction(e.to_string())),
+            }
+        }
+    };
+    Ok(match checked {
         Ok(op) => Verdict::Accepted(Box::new(op)),
         Err(e) => Verdict::Refused(e),
     })
@@ -156,6 +236,12 @@ pub fn render(verdict: &Verdict, at: OffsetDateTime, signers: usize) -> String {
             let _ = writeln!(
                 out,
                 "dry run: nothing was executed and the nonce was not recorded"
+            );
+        }
+        Verdict::NotAnAction(e) => {
+            let _ = writeln!(
+                out,
+                "refused (NotAnAction): --expect names no runnable action: {e}"
             );
         }
         Verdict::Refused(e) => {

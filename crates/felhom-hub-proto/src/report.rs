@@ -283,19 +283,35 @@ pub struct PbsSnapshot {
     pub verified: bool,
 }
 
-/// Reserved: the agent sends `[]` today. One authorization decision of the host's gate.
+/// One decision of the host's reversibility gate, or the outcome of a signed op it allowed.
+/// The report carries the latest entries (`audit_tail`, oldest first, bounded); the hub matches
+/// signed-op entries to its ops by `nonce`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// When the decision was taken.
     pub at: Timestamp,
-    /// The action decided on (e.g. `start`, `destroy_guest`).
+    /// The action decided on: a signed-op wire name (`destroy_guest`, `rollback`,
+    /// `delete_snapshot`, `restore_over`, `rotate_signers`) or a benign action (`start`, …).
     pub action: String,
     /// The guest concerned; `null` for a host-level action.
     pub vmid: Option<u32>,
-    /// The decision: `allowed`, `pending_signature` or `refused` (open set; read as text).
+    /// `benign` or `destructive` (the classifier's verdict).
+    pub class: String,
+    /// `allowed`, `refused`, `pending_signature`, `executed`, `failed` or `outcome_unknown`
+    /// (open set; read as text).
     pub decision: String,
-    /// The signer's key id when the action was signed; `null` otherwise.
+    /// Why, as a stable code (`pending_signature`, `no_signers`, `role_denied`,
+    /// `binding_mismatch`, `replay`, `already_applied`, `expired`, `not_yet_valid`, `target`,
+    /// `unknown_signer`, `bad_signature`, `namespace`, `malformed`, `agent_created`, …);
+    /// `null` for a plain allow.
+    pub reason: Option<String>,
+    /// Human-readable detail (the typed error's message); `null` when there is none. Never a
+    /// secret: signatures, keys and blobs are public.
+    pub detail: Option<String>,
+    /// The pinned signer's key id when the action was signed; `null` otherwise.
     pub key_id: Option<String>,
+    /// The signed op's nonce when there was one; `null` otherwise.
+    pub nonce: Option<String>,
 }
 
 /// `null` reads like an absent field: the default (empty collections).

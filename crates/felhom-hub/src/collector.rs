@@ -212,7 +212,52 @@ pub struct CollectOptions {
     /// `HostReport::journal`: the daemon's op journal state (it alone knows it; others leave
     /// the default, `unknown`).
     pub journal: JournalStatus,
+    /// `HostReport::audit_tail`: read at each collection from the daemon's durable audit log
+    /// (the reversibility gate's latest decisions); none → `[]`.
+    pub audit_tail: AuditTail,
 }
+
+/// Where a report's `audit_tail` comes from: a reader of the daemon's audit log.
+#[derive(Clone, Default)]
+pub struct AuditTail(
+    Option<std::sync::Arc<dyn Fn() -> Vec<felhom_hub_proto::AuditEntry> + Send + Sync>>,
+);
+
+impl AuditTail {
+    /// A tail read by `read` at each collection.
+    pub fn new(
+        read: impl Fn() -> Vec<felhom_hub_proto::AuditEntry> + Send + Sync + 'static,
+    ) -> Self {
+        AuditTail(Some(std::sync::Arc::new(read)))
+    }
+
+    /// The entries now (`[]` without a reader).
+    pub fn read(&self) -> Vec<felhom_hub_proto::AuditEntry> {
+        self.0.as_ref().map(|read| read()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for AuditTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "AuditTail(reader)"
+        } else {
+            "AuditTail(none)"
+        })
+    }
+}
+
+impl PartialEq for AuditTail {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for AuditTail {}
 
 impl CollectOptions {
     /// This crate's version as the agent version, [`DEFAULT_CONFIG_CONCURRENCY`].
@@ -222,6 +267,7 @@ impl CollectOptions {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             concurrency: DEFAULT_CONFIG_CONCURRENCY,
             journal: JournalStatus::default(),
+            audit_tail: AuditTail::default(),
         }
     }
 }
@@ -316,6 +362,7 @@ where
     report.storage_targets = storage_targets;
     report.backups = backups;
     report.journal = options.journal.clone();
+    report.audit_tail = options.audit_tail.read();
     Ok((report, stats))
 }
 

@@ -471,6 +471,13 @@ impl OpJournal {
             .collect()
     }
 
+    /// Every op the journal knows (terminal or not), each at its latest state, in the order
+    /// they were started: what a reader of provenance (which guests the agent itself created)
+    /// walks. No I/O.
+    pub fn entries(&self) -> impl Iterator<Item = &OpEntry> + '_ {
+        self.index.entries.iter()
+    }
+
     /// The op's latest state.
     pub fn get(&self, op_id: &OpId) -> Option<OpEntry> {
         self.index.get(op_id).cloned()

@@ -64,6 +64,10 @@ pub struct DesiredGuest {
     pub spec: Option<GuestSpec>,
     /// Its description; `None` is unmanaged, `Some("")` means "no description".
     pub description: Option<String>,
+    /// Whether it should exist (default `true`). `false` asks for its destruction, which the
+    /// gate holds pending an operator signature; a guest merely missing from the desired
+    /// state stays unmanaged (the file is partial: never destroy by omission).
+    pub present: bool,
 }
 
 impl DesiredGuest {
@@ -74,6 +78,7 @@ impl DesiredGuest {
             run_state: None,
             spec: None,
             description: None,
+            present: true,
         }
     }
 
@@ -81,6 +86,11 @@ impl DesiredGuest {
     pub fn validate(&self) -> Result<(), InvalidGuest> {
         if let Err(e) = felhom_types::Vmid::try_from(self.vmid) {
             return Err(InvalidGuest::Vmid { got: e.got });
+        }
+        if !self.present
+            && (self.run_state.is_some() || self.spec.is_some() || self.description.is_some())
+        {
+            return Err(InvalidGuest::AbsentWithFields);
         }
         if let Some(spec) = &self.spec {
             if let Some(cores) = spec.cores {
@@ -213,6 +223,11 @@ pub enum InvalidGuest {
     /// A zero disk size.
     #[error("spec.disk_bytes: must be greater than 0")]
     DiskZero,
+    /// `present: false` together with fields to manage: contradictory.
+    #[error(
+        "present: false destroys the guest, so run_state, spec and description must be absent"
+    )]
+    AbsentWithFields,
     /// description longer than PVE accepts.
     #[error("description: must be at most 8192 characters, got {got}")]
     DescriptionTooLong {
@@ -638,6 +653,9 @@ pub mod wire {
         /// Description.
         #[serde(default)]
         pub description: Option<String>,
+        /// `false`: destroy it (signed). Absent: `true`.
+        #[serde(default)]
+        pub present: Option<bool>,
     }
 
     /// `run_state`.
@@ -712,6 +730,7 @@ impl TryFrom<wire::GuestEntry> for DesiredGuest {
             run_state: wire.run_state.map(RunState::from),
             spec: wire.spec.map(GuestSpec::try_from).transpose()?,
             description: wire.description,
+            present: wire.present.unwrap_or(true),
         };
         guest.validate()?;
         Ok(guest)
@@ -769,12 +788,14 @@ mod tests {
                         disk_bytes: None,
                     }),
                     description: Some("web".to_owned()),
+                    present: true,
                 },
                 DesiredGuest {
                     vmid: 101,
                     run_state: Some(RunState::Running),
                     spec: None,
                     description: None,
+                    present: true,
                 },
             ]
         );

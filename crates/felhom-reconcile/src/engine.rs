@@ -56,6 +56,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actual::{actual_guest, config_update};
 use crate::desired::{unaligned_sizes, DesiredError, DesiredProvider, DesiredState, Rounded};
+use crate::destructive::DestructiveAction;
+use crate::executor::{DestructiveExecutor, ExecError, PveExecutor};
 use crate::normalize::NormalizerRegistry;
 use crate::plan::{plan, Action, ActualGuest, Skip, SkipReason};
 use crate::queue::{JobError, JobHandle, Queue};
@@ -78,6 +80,7 @@ pub fn action_name(action: &Action) -> &'static str {
         Action::SetConfig { .. } => "set_config",
         Action::Start { .. } => "start",
         Action::Stop { .. } => "stop",
+        Action::Destroy { .. } => "destroy_guest",
     }
 }
 
@@ -89,6 +92,8 @@ pub fn runs_without_journal(action: &Action) -> bool {
         // Convergent: the plan only proposes them while actual differs from desired, and the
         // next pass re-reads actual state, so an unrecorded run cannot repeat harmfully.
         Action::SetConfig { .. } | Action::Start { .. } | Action::Stop { .. } => true,
+        // Destroys data: never without a record a crash can be recovered from.
+        Action::Destroy { .. } => false,
     }
 }
 
@@ -100,6 +105,12 @@ pub enum GateDecision {
     Allow,
     /// Do not execute it; nothing is sent or journaled.
     Refuse {
+        /// Why, for the summary and the log.
+        reason: String,
+    },
+    /// Destructive and unsigned: held until a matching signed op runs it; nothing is sent or
+    /// journaled.
+    Pending {
         /// Why, for the summary and the log.
         reason: String,
     },
@@ -126,6 +137,10 @@ impl Gate for BenignGate {
             Action::SetConfig { .. } | Action::Start { .. } | Action::Stop { .. } => {
                 GateDecision::Allow
             }
+            // Destructive, and this gate can check no signature and read no provenance.
+            Action::Destroy { .. } => GateDecision::Pending {
+                reason: "destructive: pending an operator signature".to_owned(),
+            },
         };
         std::future::ready(decision)
     }
@@ -354,6 +369,8 @@ pub struct PassSummary {
     /// Never sent to PVE: cancelled before it started, refused by the gate, or the queue was
     /// closed.
     pub not_run: Vec<ActionReport>,
+    /// Destructive actions the gate holds pending an operator signature (never sent).
+    pub pending_signature: Vec<ActionReport>,
     /// What the plan left alone, and why.
     pub skipped: Vec<Skip>,
     /// Mutating requests sent to PVE (`start`, `stop`, `set_config`).
@@ -381,8 +398,8 @@ impl fmt::Display for PassSummary {
         write!(
             f,
             "{} desired, {} on host; planned {}: {} succeeded ({} with warnings), {} failed, \
-             {} interrupted, {} not run, {} still running, {} busy; {} skipped; {} mutating \
-             requests",
+             {} interrupted, {} not run, {} pending signature, {} still running, {} busy; {} \
+             skipped; {} mutating requests",
             self.desired_guests,
             self.actual_guests,
             self.planned,
@@ -391,6 +408,7 @@ impl fmt::Display for PassSummary {
             self.failed.len(),
             self.interrupted.len(),
             self.not_run.len(),
+            self.pending_signature.len(),
             self.still_running.len(),
             self.busy.len(),
             self.skipped.len(),
@@ -406,6 +424,7 @@ enum Outcome {
     Failed(String),
     Interrupted(String),
     NotRun(String),
+    Pending(String),
 }
 
 #[derive(Debug)]
@@ -617,6 +636,7 @@ impl<A: ProxmoxApi + 'static, G: Gate> Engine<A, G> {
                 Outcome::Failed(error) => summary.failed.push(report(error)),
                 Outcome::Interrupted(detail) => summary.interrupted.push(report(detail)),
                 Outcome::NotRun(reason) => summary.not_run.push(report(reason)),
+                Outcome::Pending(reason) => summary.pending_signature.push(report(reason)),
             }
         }
         self.busy.finish_in_background(left_running);
@@ -783,7 +803,7 @@ struct Job<A, G> {
     probe: Option<StepProbe>,
 }
 
-impl<A: ProxmoxApi, G: Gate> Job<A, G> {
+impl<A: ProxmoxApi + 'static, G: Gate> Job<A, G> {
     /// Tells the probe (tests only) that `action` reached `step`.
     fn reached(&self, step: OpStep, action: &Action) {
         if let Some(probe) = &self.probe {
@@ -815,6 +835,9 @@ impl<A: ProxmoxApi, G: Gate> Job<A, G> {
             Outcome::NotRun(reason) => {
                 tracing::info!(vmid, action = name, %reason, "action not run")
             }
+            Outcome::Pending(reason) => {
+                tracing::warn!(vmid, action = name, %reason, "action held: pending signature")
+            }
         }
         JobReport {
             outcome,
@@ -828,8 +851,12 @@ impl<A: ProxmoxApi, G: Gate> Job<A, G> {
         if self.wait.cancel.is_cancelled() {
             return Outcome::NotRun("cancelled before it started".to_owned());
         }
-        if let GateDecision::Refuse { reason } = self.gate.decide(action).await {
-            return Outcome::NotRun(format!("refused by the gate: {reason}"));
+        match self.gate.decide(action).await {
+            GateDecision::Allow => {}
+            GateDecision::Refuse { reason } => {
+                return Outcome::NotRun(format!("refused by the gate: {reason}"))
+            }
+            GateDecision::Pending { reason } => return Outcome::Pending(reason),
         }
         self.reached(OpStep::BeforeStarted, action);
         let op = match &self.journal {
@@ -868,6 +895,23 @@ impl<A: ProxmoxApi, G: Gate> Job<A, G> {
                         SetConfigOutcome::Applied => None,
                         SetConfigOutcome::Task(upid) => Some(upid),
                     })
+            }
+            // Only reached when the gate allowed it: a guest the agent created itself.
+            Action::Destroy { .. } => {
+                let executor = PveExecutor::new(Arc::clone(&self.api), self.wait.clone());
+                match executor
+                    .send(&DestructiveAction::DestroyGuest { vmid })
+                    .await
+                {
+                    Ok(upid) => Ok(Some(upid)),
+                    Err(ExecError::Proxmox(e)) => Err(e),
+                    Err(e) => {
+                        let error = e.to_string();
+                        self.record_failed(op.as_ref(), &error, journal_errors)
+                            .await;
+                        return Outcome::Failed(error);
+                    }
+                }
             }
         };
         self.reached(OpStep::AfterRequest, action);

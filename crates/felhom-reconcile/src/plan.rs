@@ -101,13 +101,22 @@ pub enum Action {
         /// The guest.
         vmid: u32,
     },
+    /// Destroy the guest (desired `present: false`). Destructive: the gate holds it pending a
+    /// signature unless the agent created the guest itself.
+    Destroy {
+        /// The guest.
+        vmid: u32,
+    },
 }
 
 impl Action {
     /// The guest acted on.
     pub fn vmid(&self) -> u32 {
         match self {
-            Self::SetConfig { vmid, .. } | Self::Start { vmid } | Self::Stop { vmid } => *vmid,
+            Self::SetConfig { vmid, .. }
+            | Self::Start { vmid }
+            | Self::Stop { vmid }
+            | Self::Destroy { vmid } => *vmid,
         }
     }
 }
@@ -195,6 +204,11 @@ pub fn plan(
                 vmid,
                 reason: SkipReason::DuplicateActual,
             }),
+            // Desired absent: destroy it (gated). Absent already: converged.
+            (Some(want), Some(_)) if !want.present => {
+                out.actions.push(Action::Destroy { vmid });
+            }
+            (Some(want), None) if !want.present => {}
             (Some(want), Some(have)) => plan_guest(want, have, normalizers, &mut out),
             (Some(_), None) => out.skipped.push(Skip {
                 vmid,
@@ -343,7 +357,20 @@ fn as_u64(value: &Value) -> Option<u64> {
 /// and the demo). A `SetConfig` whose digest no longer matches is refused, as PVE refuses it;
 /// actions for vmids not in `actual`, and config writes to an unread config, change nothing.
 pub fn apply(actual: &[ActualGuest], plan: &Plan) -> Vec<ActualGuest> {
-    let mut out = actual.to_vec();
+    // A destroy (as if signed) removes the guest.
+    let destroyed: Vec<u32> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Destroy { vmid } => Some(*vmid),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<ActualGuest> = actual
+        .iter()
+        .filter(|g| !destroyed.contains(&g.vmid))
+        .cloned()
+        .collect();
     let mut index: HashMap<u32, Vec<usize>> = HashMap::new();
     for (position, guest) in out.iter().enumerate() {
         index.entry(guest.vmid).or_default().push(position);
@@ -357,6 +384,7 @@ pub fn apply(actual: &[ActualGuest], plan: &Plan) -> Vec<ActualGuest> {
             match action {
                 Action::Start { .. } => guest.status = GuestStatus::Running,
                 Action::Stop { .. } => guest.status = GuestStatus::Stopped,
+                Action::Destroy { .. } => {}
                 Action::SetConfig {
                     changes, digest, ..
                 } => {
@@ -976,6 +1004,7 @@ mod tests {
                 run_state,
                 spec,
                 description,
+                present: true,
             })
     }
 
@@ -1053,6 +1082,7 @@ mod tests {
                     }
                     Action::Start { .. } => prop_assert_eq!(have.status, GuestStatus::Stopped),
                     Action::Stop { .. } => prop_assert_eq!(have.status, GuestStatus::Running),
+                    Action::Destroy { .. } => prop_assert!(false, "destroy planned without present: false"),
                 }
                 if let Some(previous) = last {
                     prop_assert!(previous.vmid() <= vmid, "not in vmid order");

@@ -8,6 +8,13 @@
 //! * An op that crashed before its request returned (`started`, no UPID) is closed as failed:
 //!   whether PVE acted is unknown, and the next reconcile pass re-plans it from actual state.
 //!
+//! * A **destructive** one-shot op (`destroy_guest`, `rollback`, `delete_snapshot`,
+//!   `restore_over`: a signed job) that crashed before its request returned is never re-sent.
+//!   It is closed from observed state where that proves the outcome — a `destroy_guest` whose
+//!   guest PVE no longer lists succeeded — and otherwise recorded failed as
+//!   [`OUTCOME_UNKNOWN`] ([`Resolution::OutcomeUnknown`]), for [`audit_recovery`] to put in
+//!   front of an operator. Its nonce is spent, so the signed op cannot run again either way.
+//!
 //! Two cases stay in flight instead, reported as such: PVE could not be asked (transport
 //! failure: the next start tries again), and a *one-shot* op (one with an idempotency key)
 //! whose outcome is still unknown — closing it as failed would release its key and let a
@@ -30,6 +37,17 @@ pub const INTERRUPTED_BEFORE_REQUEST: &str =
 
 /// Journal error text for a task the node does not know any more.
 pub const TASK_UNKNOWN: &str = "task unknown after restart";
+
+/// Journal error prefix (and audit decision) of a destructive op whose outcome is unknown.
+pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+
+/// The journal actions of destructive (one-shot, signed) ops.
+const DESTRUCTIVE_ACTIONS: [&str; 4] = [
+    "destroy_guest",
+    "rollback",
+    "delete_snapshot",
+    "restore_over",
+];
 
 /// Default bound on waiting for a task still running at startup.
 pub const DEFAULT_RECOVERY_WAIT: Duration = Duration::from_secs(5 * 60);
@@ -73,6 +91,13 @@ pub enum Resolution {
         /// Why.
         reason: String,
     },
+    /// A destructive op interrupted before its request returned, whose outcome PVE's state
+    /// does not prove: closed as failed with this error (starting with [`OUTCOME_UNKNOWN`]),
+    /// never re-sent; an operator checks the guest.
+    OutcomeUnknown {
+        /// The error recorded.
+        error: String,
+    },
 }
 
 /// One in-flight op and what recovery did with it.
@@ -104,6 +129,11 @@ impl RecoverySummary {
     /// Ops closed as failed.
     pub fn failed(&self) -> usize {
         self.count(|r| matches!(r, Resolution::Failed { .. }))
+    }
+
+    /// Destructive ops closed with an unknown outcome.
+    pub fn outcome_unknown(&self) -> usize {
+        self.count(|r| matches!(r, Resolution::OutcomeUnknown { .. }))
     }
 
     /// Ops still in flight.
@@ -204,7 +234,7 @@ async fn resolve_and_record<A: ProxmoxApi>(
             let op = op_id.clone();
             Some(journal_write(journal, move |j| j.succeeded(&op, now)).await)
         }
-        Resolution::Failed { error } => {
+        Resolution::Failed { error } | Resolution::OutcomeUnknown { error } => {
             let (op, error) = (op_id.clone(), error.clone());
             Some(journal_write(journal, move |j| j.failed(&op, &error, now)).await)
         }
@@ -233,6 +263,9 @@ async fn resolve_and_record<A: ProxmoxApi>(
 async fn resolve<A: ProxmoxApi>(api: &A, options: &RecoveryOptions, entry: &OpEntry) -> Resolution {
     let one_shot = entry.idempotency_key.is_some();
     let upid = match &entry.state {
+        OpState::Started if one_shot && DESTRUCTIVE_ACTIONS.contains(&entry.action.as_str()) => {
+            return observed(api, entry).await
+        }
         OpState::Started => return interrupted_before_request(one_shot),
         OpState::TaskRunning { upid } => upid,
         // `in_flight` lists no terminal op; if one ever slipped through, leave it be.
@@ -256,6 +289,29 @@ async fn resolve<A: ProxmoxApi>(api: &A, options: &RecoveryOptions, entry: &OpEn
             None => waited(api, options, &upid, one_shot).await,
         },
         Err(error) => judge_error(&upid, &error, one_shot),
+    }
+}
+
+/// Closes a destructive op that crashed before its request returned, from what PVE shows now;
+/// never re-sends it.
+async fn observed<A: ProxmoxApi>(api: &A, entry: &OpEntry) -> Resolution {
+    let unknown = |why: String| Resolution::OutcomeUnknown {
+        error: format!(
+            "{OUTCOME_UNKNOWN}: {} interrupted before pve answered; {why}; not re-sent — check \
+             the guest",
+            entry.action
+        ),
+    };
+    match (entry.action.as_str(), entry.vmid) {
+        ("destroy_guest", Some(vmid)) => match api.list_lxc().await {
+            Ok(guests) if guests.iter().all(|g| g.vmid != vmid) => Resolution::Succeeded {
+                exitstatus: format!("guest {vmid} is gone"),
+            },
+            Ok(_) => unknown(format!("guest {vmid} still exists")),
+            Err(error) => unknown(format!("cannot list guests: {error}")),
+        },
+        // A rollback, restore or snapshot deletion leaves no state that proves it ran.
+        _ => unknown("pve's state does not prove the outcome".to_owned()),
     }
 }
 
@@ -318,6 +374,43 @@ async fn waited<A: ProxmoxApi>(
             exitstatus: done.exitstatus,
         },
         Err(error) => judge_error(upid, &error, one_shot),
+    }
+}
+
+/// Audits what recovery decided about destructive ops: each one closed, and above all each
+/// [`Resolution::OutcomeUnknown`], which an operator must look at.
+pub fn audit_recovery(summary: &RecoverySummary, sink: &dyn crate::audit::AuditSink, now: u64) {
+    for op in &summary.ops {
+        if !DESTRUCTIVE_ACTIONS.contains(&op.action.as_str()) {
+            continue;
+        }
+        let builder = crate::audit::EntryBuilder {
+            at: now,
+            action: op.action.clone(),
+            vmid: op.vmid,
+            class: "destructive",
+        };
+        let entry = match &op.resolution {
+            Resolution::Succeeded { exitstatus } => builder.entry(
+                "executed",
+                Some("recovered"),
+                Some(format!("closed at startup: {exitstatus}")),
+                None,
+                None,
+            ),
+            Resolution::Failed { error } => {
+                builder.entry("failed", Some("recovered"), Some(error.clone()), None, None)
+            }
+            Resolution::OutcomeUnknown { error } => builder.entry(
+                OUTCOME_UNKNOWN,
+                Some(OUTCOME_UNKNOWN),
+                Some(error.clone()),
+                None,
+                None,
+            ),
+            Resolution::LeftInFlight { .. } => continue,
+        };
+        crate::audit::record(sink, &entry);
     }
 }
 

@@ -50,6 +50,9 @@ pub enum AgentStep {
     Converge,
     /// The next pass plans nothing; the hub sees the converged guests.
     Quiet,
+    /// A desired `present: false` for the scratch guest is held pending a signature, with its
+    /// audit entry in the next host report.
+    Pending,
     /// SIGTERM: the queue drains, exit 0, nothing left in flight.
     Stop,
     /// The hub publishes desired state; the daemon restarts with `reconcile.source = "hub"`.
@@ -62,7 +65,7 @@ pub enum AgentStep {
 
 impl AgentStep {
     /// Every step with its title.
-    pub fn all() -> [(&'static str, AgentStep); 8] {
+    pub fn all() -> [(&'static str, AgentStep); 9] {
         [
             (
                 "felhom-agent daemon starts against both simulators (desired state differs from \
@@ -77,6 +80,11 @@ impl AgentStep {
             (
                 "the next reconcile pass plans nothing (no drift, no flapping)",
                 AgentStep::Quiet,
+            ),
+            (
+                "desired present:false for the scratch guest 9000 (tagged felhom-scratch through \
+                 the API): held pending a signature, audited in the next host report",
+                AgentStep::Pending,
             ),
             (
                 "SIGTERM: the daemon drains its queue and exits 0",
@@ -138,6 +146,9 @@ pub async fn run(demo: &Demo, step: AgentStep) -> Result<()> {
             converge(demo, slot.as_mut().context("the daemon is not running")?).await
         }
         AgentStep::Quiet => quiet(demo, slot.as_mut().context("the daemon is not running")?).await,
+        AgentStep::Pending => {
+            pending(demo, slot.as_mut().context("the daemon is not running")?).await
+        }
         AgentStep::Stop | AgentStep::HubStop => {
             stop(demo, slot.take().context("the daemon is not running")?).await
         }
@@ -159,6 +170,13 @@ fn binary(demo: &Demo) -> Result<PathBuf> {
 /// with `from_hub`, from the desired state the hub serves.
 fn demo_config(sim: &PveSim, hub_url: &str, dir: &Path, from_hub: bool) -> Value {
     let mut doc = daemon_config(sim, hub_url, dir);
+    // One pinned operator key, so an unsigned destructive delta is held pending (with no
+    // signers it would be refused outright).
+    doc["authz"]["signers"] = json!([{
+        "key_id": "ops-demo",
+        "role": "operational",
+        "public_key": DEMO_SIGNER,
+    }]);
     if from_hub {
         doc["reconcile"] = json!({ "source": "hub" });
     }
@@ -478,6 +496,80 @@ async fn quiet(demo: &Demo, running: &mut Running) -> Result<()> {
     Ok(())
 }
 
+/// The demo's pinned operator key (the committed ssh-keygen vector's): its private half is not
+/// used by the demo, which shows an unsigned destructive delta being held.
+const DEMO_SIGNER: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII0X0Q2omz0Ih7TlX+NVSaPKMd0/ee+V91/8td4m6DFT felhom-vector-ed25519";
+
+/// The scratch guest the pending step asks to destroy.
+const SCRATCH_VMID: u32 = 9000;
+
+async fn pending(demo: &Demo, running: &mut Running) -> Result<()> {
+    let state = demo.sim.state();
+    state.add_guest(felhom_pve_sim::GuestSpec::new(SCRATCH_VMID, "scratch"));
+    // What anyone with VM.Config.Options could write: provenance is not read from it.
+    state.set_config(SCRATCH_VMID, "tags", "felhom-scratch");
+    state.set_config(SCRATCH_VMID, "description", "created by felhom (scratch)");
+    let mut desired = desired_state();
+    if let Some(guests) = desired["guests"].as_array_mut() {
+        guests.push(json!({ "vmid": SCRATCH_VMID, "present": false }));
+    }
+    let from = running.lines().len();
+    write_json(&demo.dir.join("desired.json"), &desired)?;
+    println!("desired  {desired}");
+    let deletes_before = state.requests_to("DELETE /nodes/{node}/lxc/{vmid}");
+    let at = running
+        .wait_for_line(from, &["reconcile pass done", "1 pending signature"])
+        .await?;
+    let line = running.lines().get(at).cloned().unwrap_or_default();
+    println!("pass: {}", line.split("summary=").nth(1).unwrap_or(&line));
+    let seen = demo.hub.report_count();
+    let deadline = std::time::Instant::now() + WAIT;
+    let entry = loop {
+        let reports = demo
+            .hub
+            .wait_for_reports(seen + 1, WAIT)
+            .await
+            .context("waiting for the next report")?;
+        let found = reports.iter().rev().find_map(|r| {
+            r.report
+                .audit_tail
+                .iter()
+                .find(|e| e.vmid == Some(SCRATCH_VMID) && e.decision == "pending_signature")
+                .cloned()
+        });
+        if let Some(entry) = found {
+            break entry;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no report carried the pending destroy in its audit_tail"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "report audit_tail: {}",
+        serde_json::to_string(&entry).unwrap_or_default()
+    );
+    ensure!(
+        entry.action == "destroy_guest" && entry.class == "destructive",
+        "unexpected audit entry {entry:?}"
+    );
+    ensure!(
+        state.guest(SCRATCH_VMID).is_some(),
+        "the scratch guest was destroyed without a signature"
+    );
+    ensure!(
+        state.requests_to("DELETE /nodes/{node}/lxc/{vmid}") == deletes_before,
+        "a DELETE reached the simulator"
+    );
+    println!(
+        "guest {SCRATCH_VMID} is still there: its felhom-scratch tag proves nothing (provenance \
+         is the agent's own journal), so the destroy waits for an operator's signed op"
+    );
+    Ok(())
+}
+
 /// Config writes on guest 100 and starts of guest 101 the simulator answered so far.
 fn mutations(demo: &Demo) -> (u64, u64) {
     let state = demo.sim.state();
@@ -563,8 +655,9 @@ mod tests {
     fn the_steps_run_in_order_and_end_with_the_stop() {
         let all = AgentStep::all();
         assert_eq!(all[0].1, AgentStep::Start);
-        assert_eq!(all[4].1, AgentStep::Stop);
-        assert_eq!(all[5].1, AgentStep::HubStart);
+        assert_eq!(all[4].1, AgentStep::Pending);
+        assert_eq!(all[5].1, AgentStep::Stop);
+        assert_eq!(all[6].1, AgentStep::HubStart);
         assert_eq!(all[all.len() - 1].1, AgentStep::HubStop);
         // The hub's desired state is a start and a resize away from where the file left it.
         let hub = hub_desired_state();

@@ -291,3 +291,69 @@ async fn a_key_id_naming_another_signer_is_accepted_but_flagged() {
         "{out}"
     );
 }
+
+async fn verify_expect(config: &Path, case: &str, expect: &str) -> (i32, String, String) {
+    let (blob, sig) = (
+        vector(&format!("{case}.json")),
+        vector(&format!("{case}.sig")),
+    );
+    run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "verify-op",
+        "--blob",
+        blob.to_str().unwrap(),
+        "--sig",
+        sig.to_str().unwrap(),
+        "--at",
+        AT,
+        "--expect",
+        expect,
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn expect_previews_the_gates_binding_and_role_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &["ed25519"]);
+    // the vector signs destroy_guest of guest 105
+    let (code, out, _) = verify_expect(&cfg, "ed25519-sha512", "op=destroy_guest,guest=105").await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("accepted: destroy_guest on guest 105"),
+        "{out}"
+    );
+    let (code, out, _) = verify_expect(&cfg, "ed25519-sha512", "op=destroy_guest,guest=106").await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("refused (BindingMismatch)"), "{out}");
+    assert!(out.contains("guest_id"), "{out}");
+    let (code, out, _) = verify_expect(
+        &cfg,
+        "ed25519-sha512",
+        r#"op=rollback,guest=105,params={"snapname":"a","start":false}"#,
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("refused (BindingMismatch)"), "{out}");
+    let (code, out, _) = verify_expect(&cfg, "ed25519-sha512", "op=format_disk,guest=105").await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("refused (NotAnAction)"), "{out}");
+
+    // a recovery key may not destroy: role scope runs too
+    let doc = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("\"operational\"", "\"recovery\"");
+    std::fs::write(&cfg, doc).unwrap();
+    let (code, out, _) = verify_expect(&cfg, "ed25519-sha512", "op=destroy_guest,guest=105").await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("refused (RoleDenied)"), "{out}");
+    // nothing was recorded: the nonce store is untouched
+    assert!(
+        !dir.path().join("nonces.log").exists()
+            || std::fs::metadata(dir.path().join("nonces.log"))
+                .unwrap()
+                .len()
+                == 0
+    );
+}

@@ -330,6 +330,18 @@ async fn config_reads_are_bounded() {
     };
     collect(&narrow, &options).await;
     assert_eq!(narrow.max_in_flight(), 3);
+
+    // The audit tail is read from its reader at each collection.
+    let entry = felhom_hub_proto::golden::sample_host_report().audit_tail[0].clone();
+    let shown = entry.clone();
+    let options = CollectOptions {
+        audit_tail: collector::AuditTail::new(move || vec![shown.clone()]),
+        ..CollectOptions::new("pve-01")
+    };
+    let r = collector::collect_with(&narrow, &FixedProber(ServiceState::Active), &options, at())
+        .await
+        .unwrap();
+    assert_eq!(r.audit_tail, [entry]);
     // Zero is taken as one, not as "no reads".
     let serial = CountingApi::gated(support::pve_client(&pve), 1);
     let options = CollectOptions {

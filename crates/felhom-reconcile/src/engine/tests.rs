@@ -593,7 +593,8 @@ async fn summary_and_engine_read_well() {
     assert_eq!(
         summary.to_string(),
         "3 desired, 4 on host; planned 2: 1 succeeded (0 with warnings), 1 failed, \
-         0 interrupted, 0 not run, 0 still running, 0 busy; 0 skipped; 2 mutating requests"
+         0 interrupted, 0 not run, 0 pending signature, 0 still running, 0 busy; 0 skipped; 2 \
+         mutating requests"
     );
     assert!(!summary.changed_nothing());
     let engine = Engine::new(Arc::new(FakePve::new()), queue(), None);

@@ -313,7 +313,9 @@ async fn unknowable_outcomes_stay_in_flight() {
     fake.add_task(&unreachable, Duration::ZERO, "OK");
     fake.state().status_unreachable.insert(unreachable.clone());
     let op = fx.op(101, "start", None, Some(&unreachable));
-    let keyed = fx.op(105, "destroy_guest", Some("job-9"), None);
+    // a non-destructive one-shot op (destructive ones are closed from observed state: see
+    // tests/it/crash.rs)
+    let keyed = fx.op(105, "provision_guest", Some("job-9"), None);
     let summary = recover(&fake, &fx.journal, NOW).await.expect("recovery");
     assert_eq!(summary.left_in_flight(), 2);
     match &summary.ops[0].resolution {
