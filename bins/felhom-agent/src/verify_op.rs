@@ -17,7 +17,6 @@ use felhom_authz::{
 };
 use felhom_config::Config;
 use felhom_reconcile::{DestructiveAction, SignerStore};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Why the dry run could not judge the op at all (exit 2): an input file or the nonce store
@@ -96,20 +95,7 @@ pub enum Verdict {
 
 /// The name of the stage that refused, as the typed error's variant is called.
 pub fn reason_name(e: &AuthzError) -> &'static str {
-    match e {
-        AuthzError::Malformed(_) => "Malformed",
-        AuthzError::Namespace { .. } => "Namespace",
-        AuthzError::UnknownSigner { .. } => "UnknownSigner",
-        AuthzError::BadSignature { .. } => "BadSignature",
-        AuthzError::Target { .. } => "Target",
-        AuthzError::Expired { .. } => "Expired",
-        AuthzError::NotYetValid { .. } => "NotYetValid",
-        AuthzError::RoleDenied { .. } => "RoleDenied",
-        AuthzError::BindingMismatch { .. } => "BindingMismatch",
-        AuthzError::Replay { .. } => "Replay",
-        // A stage added to felhom-authz later: still a refusal.
-        _ => "Refused",
-    }
+    e.stage()
 }
 
 /// Reads the inputs and runs the verifier's dry run at `at`.
@@ -190,49 +176,8 @@ pub fn render(verdict: &Verdict, at: OffsetDateTime, signers: usize) -> String {
     let mut out = String::new();
     match verdict {
         Verdict::Accepted(op) => {
-            let target = match op.guest_id {
-                Some(vmid) => format!("guest {vmid} of host {}", op.host_id),
-                None => format!("host {}", op.host_id),
-            };
-            let _ = writeln!(out, "accepted: {} on {target}", op.op);
-            let _ = writeln!(
-                out,
-                "  signer  {} ({}, {} {})",
-                op.signer.key_id,
-                op.signer.role,
-                op.signer.algorithm(),
-                op.signer.fingerprint()
-            );
-            // key_id is advisory (the key material picked the signer), but a blob naming
-            // someone else is worth a loud line: wrong key in the agent, or a wrong name.
-            if op.key_id_mismatch() {
-                let _ = writeln!(
-                    out,
-                    "  key_id  {:?} in the blob, but signed by {:?}: MISMATCH (advisory: the key \
-                     material decides; check which key signed this)",
-                    op.key_id,
-                    op.signer_key_id()
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "  key_id  {:?} in the blob (matches the signer)",
-                    op.key_id
-                );
-            }
-            let _ = writeln!(
-                out,
-                "  window  {} .. {} (evaluated at {})",
-                rfc3339(op.not_before),
-                rfc3339(op.not_after),
-                rfc3339(at)
-            );
+            let _ = writeln!(out, "{}", op.describe(at));
             let _ = writeln!(out, "  nonce   {} (not used yet)", op.nonce);
-            let _ = writeln!(
-                out,
-                "  params  {}",
-                serde_json::Value::Object(op.params.clone())
-            );
             let _ = writeln!(
                 out,
                 "dry run: nothing was executed and the nonce was not recorded"
@@ -257,13 +202,11 @@ pub fn render(verdict: &Verdict, at: OffsetDateTime, signers: usize) -> String {
     out
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| format!("{t:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use time::format_description::well_known::Rfc3339;
 
     use super::*;
 

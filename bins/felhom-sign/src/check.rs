@@ -8,7 +8,6 @@ use felhom_authz::{
     check_signers, AuthzError, MemoryNonceStore, Role, Signer, VerifiedOp, Verifier,
 };
 use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::SignError;
@@ -130,18 +129,7 @@ pub fn check(
 /// The name of the stage that refused, as the typed error's variant is called (the same
 /// names `felhom-agent verify-op` prints).
 pub fn reason_name(e: &AuthzError) -> &'static str {
-    match e {
-        AuthzError::Malformed(_) => "Malformed",
-        AuthzError::Namespace { .. } => "Namespace",
-        AuthzError::UnknownSigner { .. } => "UnknownSigner",
-        AuthzError::BadSignature { .. } => "BadSignature",
-        AuthzError::Target { .. } => "Target",
-        AuthzError::Expired { .. } => "Expired",
-        AuthzError::NotYetValid { .. } => "NotYetValid",
-        AuthzError::Replay { .. } => "Replay",
-        // A stage added to felhom-authz later: still a refusal.
-        _ => "Refused",
-    }
+    e.stage()
 }
 
 /// What `check` prints for `verdict`, evaluated at `at`; `host_note` says where the host id
@@ -150,32 +138,8 @@ pub fn render(verdict: &Verdict, at: OffsetDateTime, host_note: &str) -> String 
     let mut out = String::new();
     match verdict {
         Verdict::Accepted(op) => {
-            let target = match op.guest_id {
-                Some(vmid) => format!("guest {vmid} of host {}", op.host_id),
-                None => format!("host {}", op.host_id),
-            };
-            let _ = writeln!(out, "accepted: {} on {target}", op.op);
-            let _ = writeln!(
-                out,
-                "  signer  {} ({}, {} {})",
-                op.signer.key_id,
-                op.signer.role,
-                op.signer.algorithm(),
-                op.signer.fingerprint()
-            );
-            let _ = writeln!(
-                out,
-                "  window  {} .. {} (evaluated at {})",
-                rfc3339(op.not_before),
-                rfc3339(op.not_after),
-                rfc3339(at)
-            );
+            let _ = writeln!(out, "{}", op.describe(at));
             let _ = writeln!(out, "  nonce   {}", op.nonce);
-            let _ = writeln!(
-                out,
-                "  params  {}",
-                serde_json::Value::Object(op.params.clone())
-            );
             let _ = writeln!(out, "  host    {host_note}");
             let _ = writeln!(
                 out,
@@ -188,10 +152,6 @@ pub fn render(verdict: &Verdict, at: OffsetDateTime, host_note: &str) -> String 
         }
     }
     out
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| format!("{t:?}"))
 }
 
 #[cfg(test)]

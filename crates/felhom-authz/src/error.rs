@@ -191,6 +191,41 @@ pub enum ReplayReason {
     StoreFailed(NonceStoreError),
 }
 
+impl AuthzError {
+    /// The stage that refused, as the variant is called (`UnknownSigner`, `BindingMismatch`, …):
+    /// what `felhom-agent verify-op` and `felhom-sign check` print.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            AuthzError::Malformed(_) => "Malformed",
+            AuthzError::Namespace { .. } => "Namespace",
+            AuthzError::UnknownSigner { .. } => "UnknownSigner",
+            AuthzError::BadSignature { .. } => "BadSignature",
+            AuthzError::Target { .. } => "Target",
+            AuthzError::Expired { .. } => "Expired",
+            AuthzError::NotYetValid { .. } => "NotYetValid",
+            AuthzError::RoleDenied { .. } => "RoleDenied",
+            AuthzError::BindingMismatch { .. } => "BindingMismatch",
+            AuthzError::Replay { .. } => "Replay",
+        }
+    }
+
+    /// The same stage as a stable snake_case code (`unknown_signer`, …): the audit's reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthzError::Malformed(_) => "malformed",
+            AuthzError::Namespace { .. } => "namespace",
+            AuthzError::UnknownSigner { .. } => "unknown_signer",
+            AuthzError::BadSignature { .. } => "bad_signature",
+            AuthzError::Target { .. } => "target",
+            AuthzError::Expired { .. } => "expired",
+            AuthzError::NotYetValid { .. } => "not_yet_valid",
+            AuthzError::RoleDenied { .. } => "role_denied",
+            AuthzError::BindingMismatch { .. } => "binding_mismatch",
+            AuthzError::Replay { .. } => "replay",
+        }
+    }
+}
+
 /// RFC 3339 for messages; falls back to the `Debug` form for years RFC 3339 cannot express.
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)

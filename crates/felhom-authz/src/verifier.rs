@@ -57,6 +57,53 @@ pub struct VerifiedOp {
 }
 
 impl VerifiedOp {
+    /// What was accepted, for a person: the op and its target, the signer (role, algorithm,
+    /// fingerprint), the blob's `key_id` against the signer's, the window as evaluated at `at`,
+    /// and the params. One line each, two-space indented after the first; the nonce is left to
+    /// the caller, which knows whether it was recorded.
+    pub fn describe(&self, at: OffsetDateTime) -> String {
+        let target = match self.guest_id {
+            Some(vmid) => format!("guest {vmid} of host {}", self.host_id),
+            None => format!("host {}", self.host_id),
+        };
+        let mut lines = vec![
+            format!("accepted: {} on {target}", self.op),
+            format!(
+                "  signer  {} ({}, {} {})",
+                self.signer.key_id,
+                self.signer.role,
+                self.signer.algorithm(),
+                self.signer.fingerprint()
+            ),
+        ];
+        // key_id is advisory (the key material picked the signer), but a blob naming someone
+        // else is worth a loud line: wrong key, or a wrong name.
+        lines.push(if self.key_id_mismatch() {
+            format!(
+                "  key_id  {:?} in the blob, but signed by {:?}: MISMATCH (advisory: the key \
+                 material decides; check which key signed this)",
+                self.key_id,
+                self.signer_key_id()
+            )
+        } else {
+            format!(
+                "  key_id  {:?} in the blob (matches the signer)",
+                self.key_id
+            )
+        });
+        lines.push(format!(
+            "  window  {} .. {} (evaluated at {})",
+            crate::error::rfc3339(self.not_before),
+            crate::error::rfc3339(self.not_after),
+            crate::error::rfc3339(at)
+        ));
+        lines.push(format!(
+            "  params  {}",
+            serde_json::Value::Object(self.params.clone())
+        ));
+        lines.join("\n")
+    }
+
     /// Whether the blob's `key_id` names someone other than the pinned signer whose key made
     /// the signature (another signer, or nobody). Not a refusal — SPEC keeps `key_id`
     /// advisory — but worth showing: the operator may have picked the wrong key or name.

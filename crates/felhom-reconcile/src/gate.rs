@@ -86,19 +86,7 @@ impl GateReason {
 
 /// The audit code of a verifier refusal.
 pub fn authz_code(e: &AuthzError) -> &'static str {
-    match e {
-        AuthzError::Malformed(_) => "malformed",
-        AuthzError::Namespace { .. } => "namespace",
-        AuthzError::UnknownSigner { .. } => "unknown_signer",
-        AuthzError::BadSignature { .. } => "bad_signature",
-        AuthzError::Target { .. } => "target",
-        AuthzError::Expired { .. } => "expired",
-        AuthzError::NotYetValid { .. } => "not_yet_valid",
-        AuthzError::RoleDenied { .. } => "role_denied",
-        AuthzError::BindingMismatch { .. } => "binding_mismatch",
-        AuthzError::Replay { .. } => "replay",
-        _ => "refused",
-    }
+    e.code()
 }
 
 /// What allowed an action.
