@@ -27,8 +27,10 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+mod listen;
 mod serve;
 
+pub use listen::{ListenAddr, ListenAddrError};
 pub use serve::{bind, serve, MetricsError, ServeOptions, CONTENT_TYPE, PATH};
 
 /// Writes a closed enum's label value as its `as_str()` spelling.
@@ -62,6 +64,17 @@ pub enum ReportFailure {
 }
 
 impl ReportFailure {
+    /// Every reason.
+    pub const ALL: [ReportFailure; 7] = [
+        ReportFailure::Collect,
+        ReportFailure::Encode,
+        ReportFailure::Transport,
+        ReportFailure::Unauthorized,
+        ReportFailure::Http,
+        ReportFailure::Decode,
+        ReportFailure::Other,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -283,6 +296,16 @@ pub enum RestoreOutcome {
 }
 
 impl RestoreOutcome {
+    /// Every outcome.
+    pub const ALL: [RestoreOutcome; 6] = [
+        RestoreOutcome::Ok,
+        RestoreOutcome::RestoreFailed,
+        RestoreOutcome::BootFailed,
+        RestoreOutcome::CleanupFailed,
+        RestoreOutcome::Interrupted,
+        RestoreOutcome::SkippedLowSpace,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -495,6 +518,13 @@ impl Metrics {
             "The agent's version",
             Info::new(BuildLabels { version }),
         );
+        // Series an alert rule reads start at 0, so `increase()` sees their first event.
+        for outcome in RestoreOutcome::ALL {
+            drop(restore_tests.get_or_create(&RestoreLabels { outcome }));
+        }
+        for reason in ReportFailure::ALL {
+            drop(reports_failed.get_or_create(&ReasonLabels { reason }));
+        }
         Metrics {
             registry: Arc::new(r),
             reports_sent,
@@ -701,6 +731,18 @@ mod tests {
         assert_eq!(
             s.value("felhom_restore_tests_total", &[("outcome", "boot_failed")]),
             Some(1.0)
+        );
+        // Every outcome and failure reason is there from the start, at 0.
+        assert_eq!(
+            s.value(
+                "felhom_restore_tests_total",
+                &[("outcome", "cleanup_failed")]
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            s.value("felhom_reports_failed_total", &[("reason", "unauthorized")]),
+            Some(0.0)
         );
         assert_eq!(
             s.value("felhom_build_info", &[("version", "9.9.9")]),
