@@ -475,8 +475,9 @@ impl AuditSink for MetricsAudit {
     }
 }
 
-/// Counts one heartbeat beat: sent (and when), or failed by reason.
+/// Counts one heartbeat beat: sent (and when), or failed by reason; and when the next is due.
 pub fn observe_beat(metrics: &Metrics, beat: &Beat<'_>, now_unix: i64) {
+    metrics.set_report_interval(beat.next_in);
     match &beat.outcome {
         BeatOutcome::Reported { .. } => metrics.report_sent(now_unix),
         BeatOutcome::CollectFailed(_) => metrics.report_failed(ReportFailure::Collect),

@@ -16,6 +16,7 @@
 //! read by the listener; a listener without timeouts.
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -405,6 +406,7 @@ pub struct Metrics {
     reports_sent: Counter,
     reports_failed: Family<ReasonLabels, Counter>,
     last_report_success: Gauge,
+    report_interval: Gauge<f64, AtomicU64>,
     reconcile_passes: Family<PassLabels, Counter>,
     actions_started: Family<KindLabels, Counter>,
     actions_finished: Family<ActionLabels, Counter>,
@@ -445,6 +447,13 @@ impl Metrics {
             "felhom_last_report_success_timestamp_seconds",
             "Unix time of the last report the hub accepted (0: none yet)",
             last_report_success.clone(),
+        );
+        let report_interval = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "felhom_report_interval_seconds",
+            "Seconds until the next report attempt, as of the last one (the hub's interval, or the \
+             retry delay after a failure)",
+            report_interval.clone(),
         );
         let reconcile_passes = Family::<PassLabels, Counter>::default();
         r.register(
@@ -530,6 +539,7 @@ impl Metrics {
             reports_sent,
             reports_failed,
             last_report_success,
+            report_interval,
             reconcile_passes,
             actions_started,
             actions_finished,
@@ -548,6 +558,11 @@ impl Metrics {
     pub fn report_sent(&self, unix: i64) {
         self.reports_sent.inc();
         self.last_report_success.set(unix);
+    }
+
+    /// The next report is due in `next_in`.
+    pub fn set_report_interval(&self, next_in: Duration) {
+        self.report_interval.set(next_in.as_secs_f64());
     }
 
     /// A report did not reach the hub.
@@ -662,6 +677,7 @@ mod tests {
         m.report_sent(1_700_000_000);
         m.report_sent(1_700_000_060);
         m.report_failed(ReportFailure::Transport);
+        m.set_report_interval(Duration::from_secs(120));
         m.reconcile_pass(PassResult::Ok);
         m.action_started(ActionKind::Start);
         m.action_finished(ActionKind::Start, ActionOutcome::Ok);
@@ -683,6 +699,7 @@ mod tests {
             s.value("felhom_last_report_success_timestamp_seconds", &[]),
             Some(1_700_000_060.0)
         );
+        assert_eq!(s.value("felhom_report_interval_seconds", &[]), Some(120.0));
         assert_eq!(
             s.value("felhom_reports_failed_total", &[("reason", "transport")]),
             Some(1.0)

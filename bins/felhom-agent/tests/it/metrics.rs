@@ -167,6 +167,9 @@ async fn a_scrape_after_a_converging_run_matches_what_the_simulators_saw() {
         last >= started_unix as f64 && last <= now as f64,
         "{last} not in [{started_unix}, {now}]"
     );
+    // The hub's 1 s wish, adopted through the test floor (counted from the beat's start).
+    let next_in = s.value("felhom_report_interval_seconds", &[]).unwrap();
+    assert!(next_in > 0.0 && next_in <= 1.0, "{next_in}");
 
     // Actions: one start and one config write, each accepted by PVE and ended ok.
     let mutations = env.pve.state().accepted_mutations();
