@@ -1,5 +1,6 @@
 //! A `/metrics` answer parsed by a Prometheus text-format parser (`openmetrics-parser`'s
-//! grammar, not string matching), with look-ups by family and labels.
+//! grammar, not string matching), with look-ups by family and labels; and the plain TCP
+//! `GET /metrics` the tests and the demo scrape with.
 
 use openmetrics_parser::prometheus::parse_prometheus;
 use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
@@ -87,5 +88,82 @@ impl Scrape {
             .filter(|s| s.family == name && labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
             .map(|s| s.value)
             .sum()
+    }
+}
+
+/// A label value that names one guest or task (a path segment of digits, or a UPID): what a
+/// bounded-cardinality label must never hold.
+pub fn names_an_instance(value: &str) -> bool {
+    value.contains("UPID")
+        || value
+            .split('/')
+            .any(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_digit()))
+}
+
+impl Scrape {
+    /// Every `family{label="value"}` whose value [names an instance](names_an_instance).
+    pub fn instance_labels(&self) -> Vec<String> {
+        self.series()
+            .into_iter()
+            .flat_map(|s| {
+                s.labels
+                    .iter()
+                    .filter(|(_, v)| names_an_instance(v))
+                    .map(|(k, v)| format!("{}{{{k}={v:?}}}", s.family))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// `GET /metrics` from `addr` (`IP:PORT`) over a plain TCP connection, within `timeout`: the
+/// status line and the body.
+pub async fn get(addr: &str, timeout: std::time::Duration) -> Result<(String, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: felhom-agent\r\nConnection: close\r\n\r\n")
+            .await
+            .map_err(|e| format!("sending to {addr}: {e}"))?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)
+            .await
+            .map_err(|e| format!("reading from {addr}: {e}"))?;
+        String::from_utf8(out).map_err(|_| format!("{addr}: the answer is not UTF-8"))
+    };
+    let text = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("{addr}: no answer within {timeout:?}"))??;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{addr}: no end of headers in the answer"))?;
+    Ok((
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_recognised() {
+        assert!(names_an_instance("/nodes/pve/lxc/101/status/current"));
+        assert!(names_an_instance(
+            "UPID:pve:0001:0002:65000000:vzstart:101:root@pam:"
+        ));
+        assert!(!names_an_instance(
+            "/nodes/{node}/lxc/{vmid}/status/current"
+        ));
+        assert!(!names_an_instance("0.1.0"));
+        let s = Scrape::parse(
+            "# TYPE x counter\nx{endpoint=\"/nodes/pve/lxc/7\"} 1\nx{endpoint=\"/nodes/{node}\"} 2\n",
+        )
+        .unwrap();
+        assert_eq!(s.instance_labels(), ["x{endpoint=\"/nodes/pve/lxc/7\"}"]);
+        assert_eq!(s.sum("x", &[]), 3.0);
     }
 }

@@ -7,9 +7,8 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use felhom_testkit::metrics::Scrape;
+use felhom_testkit::metrics::{self, Scrape};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Demo;
 
@@ -51,9 +50,9 @@ pub async fn excerpt(demo: &Demo, log: &[String]) -> Result<()> {
         .context("no address in the listener's log line")?
         .to_owned();
     println!("$ curl -s http://{addr}/metrics   (here: a plain TCP GET)");
-    let (status, body) = tokio::time::timeout(SCRAPE_WAIT, get(&addr))
+    let (status, body) = metrics::get(&addr, SCRAPE_WAIT)
         .await
-        .context("the scrape timed out")??;
+        .map_err(anyhow::Error::msg)?;
     ensure!(status.starts_with("HTTP/1.1 200"), "GET /metrics: {status}");
     let scrape = Scrape::parse(&body).map_err(|e| anyhow::anyhow!("unparsable scrape: {e}"))?;
 
@@ -112,23 +111,4 @@ pub async fn excerpt(demo: &Demo, log: &[String]) -> Result<()> {
          signature; every PVE endpoint label is a template (no vmid in any label)"
     );
     Ok(())
-}
-
-/// `GET /metrics` over a plain TCP connection: status line and body.
-async fn get(addr: &str) -> Result<(String, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: felhom-agent\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await?;
-    let text = String::from_utf8(out).context("the answer is not UTF-8")?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("no end of headers in the answer")?;
-    Ok((
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    ))
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use felhom_pve_sim::HubFault;
-use felhom_testkit::metrics::Scrape;
+use felhom_testkit::metrics::{self, Scrape};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -28,25 +28,17 @@ async fn metrics_addr(daemon: &Daemon) -> String {
     rest.split("/metrics").next().unwrap().to_owned()
 }
 
-/// `GET /metrics` over a plain TCP connection: status line and body.
+/// Sets `metrics.listen` in the config the env wrote.
+fn listen_on(env: &Env, listen: &str) {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&env.config).unwrap()).unwrap();
+    doc["metrics"] = json!({ "listen": listen });
+    env.write_config(doc);
+}
+
+/// `GET /metrics`: status line and body.
 async fn scrape(addr: &str) -> (String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .expect("answered in time")
-        .unwrap();
-    let text = String::from_utf8(out).expect("utf-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
+    metrics::get(addr, WAIT).await.expect("scraped")
 }
 
 /// Inodes of the TCP sockets in LISTEN state on this host (`/proc/net/tcp{,6}`).
@@ -81,14 +73,6 @@ fn listening_sockets_of(pid: u32) -> usize {
         .count()
 }
 
-/// A label value that names one guest or task: a path segment of digits, or a UPID.
-fn names_an_instance(value: &str) -> bool {
-    value.contains("UPID")
-        || value
-            .split('/')
-            .any(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_digit()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_after_a_converging_run_matches_what_the_simulators_saw() {
     let env = Env::start(1).await;
@@ -96,10 +80,7 @@ async fn a_scrape_after_a_converging_run_matches_what_the_simulators_saw() {
         { "vmid": 101, "run_state": "running" },
         { "vmid": 100, "spec": { "cores": 4 }, "description": "web, managed by felhom" }
     ]}));
-    let mut doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&env.config).unwrap()).unwrap();
-    doc["metrics"] = json!({ "listen": "127.0.0.1:0" });
-    env.write_config(doc);
+    listen_on(&env, "127.0.0.1:0");
     let started_unix = time::OffsetDateTime::now_utc().unix_timestamp();
     let daemon = env.spawn(&[], &FLOOR);
     let addr = metrics_addr(&daemon).await;
@@ -244,15 +225,7 @@ async fn a_scrape_after_a_converging_run_matches_what_the_simulators_saw() {
     );
 
     // Bounded cardinality: no label names a guest or a task.
-    for series in s.series() {
-        for (name, value) in &series.labels {
-            assert!(
-                !names_an_instance(value),
-                "{}{{{name}={value:?}}}",
-                series.family
-            );
-        }
-    }
+    assert_eq!(s.instance_labels(), Vec::<String>::new());
 
     // The journal: each op's transitions written and fsynced; nothing queued now.
     let appends = s.value("felhom_journal_appends_total", &[]).unwrap();
@@ -305,4 +278,25 @@ async fn the_metrics_endpoint_is_off_by_default() {
     );
     let log = daemon.stop().await;
     assert!(!log.contains("metrics listening"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_logged_and_the_daemon_runs_on_without_metrics() {
+    let env = Env::start(1).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    listen_on(&env, &addr.to_string());
+    let daemon = env.spawn(&[], &FLOOR);
+    env.hub
+        .wait_for_reports(2, WAIT)
+        .await
+        .expect("reports flow without metrics");
+    assert_eq!(listening_sockets_of(daemon.pid()), 0);
+    let log = daemon.stop().await;
+    assert!(
+        log.contains(&format!("metrics.listen {addr}: cannot listen"))
+            && log.contains("metrics endpoint disabled"),
+        "{log}"
+    );
+    drop(taken);
 }
