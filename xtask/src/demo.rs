@@ -6,8 +6,8 @@
 //!
 //! The demo is a list of [`Step`]s: first the self-tests (read, reversible task), then the
 //! `felhom-agent` daemon ([`agent`]): reports reaching the hub, the guests converging to a
-//! desired-state file, a quiet second pass, and a clean SIGTERM; then the hub serving the
-//! desired state instead.
+//! desired-state file, a quiet second pass, a `GET /metrics` excerpt ([`metrics`]), and a clean
+//! SIGTERM; then the hub serving the desired state instead.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use crate::cargo::Profile;
 use felhom_pve_sim::{GuestView, HubSim, HubSimConfig, PveSim, SimConfig};
 
 mod agent;
+mod metrics;
 
 /// Longest any one step may run: the simulator's tasks take 50 ms, so a step that is still
 /// running after this is stuck.

@@ -29,8 +29,9 @@ use felhom_hub::cloudflared::SystemctlProber;
 use felhom_hub::heartbeat::{self, Beat, BeatOutcome, HeartbeatSettings};
 use felhom_hub::hub::HubClient;
 use felhom_hub_proto::JournalStatus;
+use felhom_metrics::Metrics;
 use felhom_proxmox::TlsTrust;
-use felhom_proxmox::{PveClient, WaitOptions};
+use felhom_proxmox::{ProxmoxApi, WaitOptions};
 use felhom_reconcile::{
     recover_with, Engine, EngineOptions, HubProvider, Queue, RecoveryOptions, SharedJournal,
 };
@@ -43,11 +44,12 @@ use crate::block::HubBlock;
 use crate::crash::{CrashAt, TEST_CRASH_AT_ENV};
 use crate::durable::JournalOpen;
 use crate::intent::{HubIntent, NotExecutedSink};
+use crate::metrics::{MeteredApi, MeteredFs, MeteredGate};
 use crate::notify::Notifier;
 use crate::reconcile::{Desired, Reconciler};
 use crate::signals::{self, OtherSignals, StopSignals};
 use crate::status::DaemonStatus;
-use crate::{crash, durable, logging, setup};
+use crate::{crash, durable, logging, metrics, setup};
 
 /// How long a stop waits for queued and running jobs (systemd kills at 30 s).
 pub const DRAIN_GRACE: Duration = Duration::from_secs(20);
@@ -172,12 +174,19 @@ pub struct PollObserver {
     ready_sent: bool,
     /// Told every well-formed envelope (desired generation, signed ops).
     intent: Option<Arc<HubIntent>>,
+    /// Counts reports.
+    metrics: Metrics,
 }
 
 impl PollObserver {
     /// One beat ended (reported, or failed and logged by the loop).
     pub fn on_beat(&mut self, beat: &Beat<'_>) {
         self.status.beat(beat.status);
+        metrics::observe_beat(
+            &self.metrics,
+            beat,
+            OffsetDateTime::now_utc().unix_timestamp(),
+        );
         // Only a well-formed envelope gets here; only its explicit `blocked` changes the state.
         if let BeatOutcome::Reported { envelope, .. } = &beat.outcome {
             let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default();
@@ -259,8 +268,11 @@ async fn run(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // One registry for the whole daemon, fed through the seams (see `metrics`); served only
+    // when `metrics.listen` is set.
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let api = match pve::client(&config.proxmox) {
-        Ok(client) => Arc::new(client),
+        Ok(client) => Arc::new(MeteredApi::new(client, metrics.clone())),
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the Proxmox API client");
             return ExitCode::from(EXIT_CONFIG);
@@ -274,7 +286,10 @@ async fn run(
         }
     };
 
-    let (mut journal, journal_less) = match durable::open_journal(&config.journal.path) {
+    let (mut journal, journal_less) = match durable::open_journal(
+        &config.journal.path,
+        Arc::new(MeteredFs::new(felhom_journal::RealFs, metrics.clone())),
+    ) {
         JournalOpen::Open(j) => (Some(j), None),
         JournalOpen::Unavailable { reason } => (None, Some(reason)),
         JournalOpen::Held { holder } => {
@@ -299,6 +314,7 @@ async fn run(
         signers,
         &hub_config.host_id,
         journal.clone(),
+        &metrics,
     );
     let status = Arc::new(DaemonStatus::new(journal_less));
     let block = HubBlock::open(&HubBlock::path_beside(&config.journal.path));
@@ -342,7 +358,8 @@ async fn run(
             step_probe: crash_at.map(CrashAt::probe),
             ..EngineOptions::default()
         })
-        .with_gate(gate.gate.clone());
+        .with_gate(MeteredGate::new(gate.gate.clone(), metrics.clone()));
+    let metrics_task = metrics::spawn_listener(&config.metrics, &metrics, &queue).await;
     let (desired, intent) = hub_intent(&config, &hub);
     let guest_cache = felhom_hub::collector::GuestCache::default();
     let reconciler = Arc::new(Reconciler {
@@ -353,6 +370,7 @@ async fn run(
         journal: journal.clone(),
         intent: Some(Arc::clone(&intent)),
         guest_cache: guest_cache.clone(),
+        metrics: metrics.clone(),
     });
 
     let stop = CancellationToken::new();
@@ -364,6 +382,7 @@ async fn run(
         notifier: notifier.clone(),
         ready_sent: false,
         intent: Some(intent),
+        metrics: metrics.clone(),
     };
     let mut reconcile_task: JoinHandle<()> = tokio::spawn({
         let reconciler = Arc::clone(&reconciler);
@@ -442,6 +461,9 @@ async fn run(
         },
     )
     .await;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     if failed {
         tracing::error!(%reason, "felhom-agent stopped after a failure");
         ExitCode::FAILURE
@@ -501,8 +523,8 @@ fn join_text(r: Result<(), tokio::task::JoinError>) -> String {
 }
 
 /// Startup recovery, bounded; the reason when the journal became unusable (then journal-less).
-async fn recover(
-    api: &Arc<PveClient>,
+async fn recover<A: ProxmoxApi>(
+    api: &Arc<A>,
     journal: &SharedJournal,
     audit: &dyn felhom_reconcile::AuditSink,
 ) -> Result<(), String> {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use felhom_journal::ops::{DEFAULT_COMPACT_THRESHOLD_BYTES, DEFAULT_RETENTION_SECS};
-use felhom_journal::{JournalError, OpJournal};
+use felhom_journal::{FileSystem, JournalError, OpJournal};
 use felhom_reconcile::SharedJournal;
 
 /// What the log and `systemctl status` say while the journal is missing.
@@ -34,8 +34,8 @@ pub enum JournalOpen {
 /// Opens the op journal at `path`. A journal that cannot open is logged loudly and degrades to
 /// journal-less mode (only convergent benign actions run, the engine enforces it, and crash
 /// recovery has nothing to work from); one held by another process is [`JournalOpen::Held`].
-pub fn open_journal(path: &Path) -> JournalOpen {
-    match OpJournal::open(path) {
+pub fn open_journal(path: &Path, fs: Arc<dyn FileSystem>) -> JournalOpen {
+    match OpJournal::open_with(path, fs) {
         Ok((journal, torn)) => {
             if let Some(torn) = torn {
                 tracing::warn!(
@@ -148,23 +148,29 @@ mod tests {
 
     #[test]
     fn a_journal_that_cannot_open_is_journal_less_and_a_held_one_names_its_holder() {
-        let missing = open_journal(Path::new("/nonexistent-dir/felhom/journal.log"));
+        let missing = open_journal(
+            Path::new("/nonexistent-dir/felhom/journal.log"),
+            Arc::new(felhom_journal::RealFs),
+        );
         assert!(
             matches!(&missing, JournalOpen::Unavailable { reason } if reason.contains("/nonexistent-dir")),
             "{missing:?}"
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.log");
-        let j = open_journal(&path);
+        let j = open_journal(&path, Arc::new(felhom_journal::RealFs));
         assert!(matches!(j, JournalOpen::Open(_)), "{j:?}");
         // The lock refuses a second writer: not "cannot open", but "held by" (this process).
-        let held = open_journal(&path);
+        let held = open_journal(&path, Arc::new(felhom_journal::RealFs));
         assert!(
             matches!(held, JournalOpen::Held { holder: Some(pid) } if pid == std::process::id()),
             "{held:?}"
         );
         drop(j);
-        assert!(matches!(open_journal(&path), JournalOpen::Open(_)));
+        assert!(matches!(
+            open_journal(&path, Arc::new(felhom_journal::RealFs)),
+            JournalOpen::Open(_)
+        ));
     }
 
     #[test]
@@ -186,7 +192,8 @@ mod tests {
         let path = dir.path().join("journal.log");
         let day = 24 * 3600;
         let now = 100 * day;
-        let JournalOpen::Open(shared) = open_journal(&path) else {
+        let JournalOpen::Open(shared) = open_journal(&path, Arc::new(felhom_journal::RealFs))
+        else {
             panic!("the journal opens");
         };
         {
@@ -214,7 +221,8 @@ mod tests {
         assert!(after < before, "{after} >= {before}");
         drop(shared);
 
-        let JournalOpen::Open(reopened) = open_journal(&path) else {
+        let JournalOpen::Open(reopened) = open_journal(&path, Arc::new(felhom_journal::RealFs))
+        else {
             panic!("the journal reopens");
         };
         let j = reopened.lock().unwrap();

@@ -61,7 +61,9 @@ pub fn open(
     configured: Vec<Signer>,
     host_id: &str,
     journal: Option<SharedJournal>,
+    metrics: &felhom_metrics::Metrics,
 ) -> GateParts {
+    let counted: Arc<dyn AuditSink> = Arc::new(crate::metrics::MetricsAudit(metrics.clone()));
     let audit_path = journal_path
         .parent()
         .unwrap_or_else(|| Path::new("."))
@@ -74,13 +76,16 @@ pub fn open(
             let log = Arc::new(log);
             let reader = Arc::clone(&log);
             (
-                Arc::new(Tee(vec![Arc::new(TracingAudit), log])),
+                Arc::new(Tee(vec![Arc::new(TracingAudit), log, counted])),
                 AuditTail::new(move || reader.tail(AUDIT_TAIL_LEN)),
             )
         }
         Err(e) => {
             tracing::error!(path = %audit_path.display(), error = %e, "audit log cannot be opened: gate decisions go to the log only, audit_tail stays empty");
-            (Arc::new(TracingAudit), AuditTail::default())
+            (
+                Arc::new(Tee(vec![Arc::new(TracingAudit), counted])),
+                AuditTail::default(),
+            )
         }
     };
     let signers = match SignerStore::read(SignerStore::path_next_to(nonce_store)) {
@@ -151,6 +156,7 @@ mod tests {
             Vec::new(),
             "pve-01",
             None,
+            &felhom_metrics::Metrics::new("test"),
         );
         assert!(parts.nonces.is_some());
         let decision = parts.gate.decide(&Action::Destroy { vmid: 105 }).await;

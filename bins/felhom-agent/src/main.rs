@@ -14,6 +14,7 @@ mod gate;
 mod intent;
 mod journal_cmd;
 mod logging;
+mod metrics;
 mod notify;
 mod reconcile;
 mod setup;

@@ -14,6 +14,9 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use felhom_metrics::{Metrics, PassResult};
+
+use crate::metrics::MeteredGate;
 use crate::status::DaemonStatus;
 
 /// Where desired state comes from: the hub (`reconcile.source = "hub"`), the operator's file
@@ -61,7 +64,7 @@ impl DesiredProvider for Desired {
 /// One reconcile pass per wake-up, plus the cadence chores.
 pub struct Reconciler<A: ProxmoxApi + 'static> {
     /// The engine (shares the daemon's one queue), behind the reversibility gate.
-    pub engine: Engine<A, crate::gate::DaemonGate>,
+    pub engine: Engine<A, MeteredGate<crate::gate::DaemonGate>>,
     /// The desired-state source.
     pub desired: Desired,
     /// The gate's nonce store, pruned on the cadence.
@@ -75,6 +78,8 @@ pub struct Reconciler<A: ProxmoxApi + 'static> {
     /// The heartbeat's guest-config cache: the agent's own writes invalidate it, so the next
     /// report shows what the agent wrote instead of waiting for the slow resync.
     pub guest_cache: felhom_hub::collector::GuestCache,
+    /// Counts passes.
+    pub metrics: Metrics,
 }
 
 impl<A: ProxmoxApi + 'static> std::fmt::Debug for Reconciler<A> {
@@ -112,11 +117,13 @@ impl<A: ProxmoxApi + 'static> Reconciler<A> {
                     self.guest_cache.clear();
                 }
                 self.status.pass_done(Ok(&summary));
+                self.metrics.reconcile_pass(PassResult::Ok);
                 Some(summary)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reconcile pass failed; the next poll retries");
                 self.status.pass_done(Err(&e.to_string()));
+                self.metrics.reconcile_pass(PassResult::Failed);
                 None
             }
         }

@@ -96,6 +96,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("reconcile", "source", EnvKind::Text),
     spec("log", "level", EnvKind::Text),
     spec("log", "format", EnvKind::Text),
+    spec("metrics", "listen", EnvKind::Text),
 ];
 
 pub(crate) fn env_name(k: &KeySpec) -> String {

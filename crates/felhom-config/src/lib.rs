@@ -5,7 +5,7 @@
 //! Parse, don't validate: each value is turned into its domain type by that type's own
 //! constructor (`felhom_proxmox::{ApiUrl, ApiToken}`, `check_node_name`,
 //! `felhom_http::Fingerprint`, `felhom_authz::Signer`, `felhom_hub::hub::check_api_key`,
-//! `felhom_types::HttpsUrl`), so a mistake gets one message, the domain's words behind the key
+//! `felhom_types::HttpsUrl`, `felhom_metrics::ListenAddr`), so a mistake gets one message, the domain's words behind the key
 //! path: `authz.signers[2].public_key: …`. Every problem is listed at once.
 //!
 //! Never: print, log or return a secret (token secret, hub API key) — [`Redacted`] blanks them;
@@ -24,6 +24,7 @@ use std::time::Duration;
 use felhom_authz::Signer;
 use felhom_http::{Secret, TlsTrust};
 use felhom_hub::hub::HubClientConfig;
+use felhom_metrics::ListenAddr;
 use felhom_proxmox::{ApiToken, ApiUrl};
 use felhom_types::HttpsUrl;
 
@@ -74,6 +75,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
 }
 
 /// The hub section is absent but the caller needs it.
@@ -194,6 +197,14 @@ impl ReconcileSource {
             ReconcileSource::Hub => "hub",
         }
     }
+}
+
+/// Section `metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsConfig {
+    /// `metrics.listen` (default: none, no listener): `IP:PORT` serving plain-HTTP
+    /// `/metrics`; loopback, or a port the firewall keeps to the Prometheus server.
+    pub listen: Option<ListenAddr>,
 }
 
 /// Section `log`.

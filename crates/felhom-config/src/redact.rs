@@ -91,6 +91,10 @@ impl Redacted<'_> {
             "log".into(),
             serde_json::json!({ "level": c.log.level.as_str(), "format": c.log.format.as_str() }),
         );
+        root.insert(
+            "metrics".into(),
+            serde_json::json!({ "listen": c.metrics.listen.map(|a| a.to_string()) }),
+        );
         Value::Object(root)
     }
 }

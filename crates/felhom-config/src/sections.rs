@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use felhom_authz::{Role, Signer};
 use felhom_http::{Fingerprint, Secret, TlsTrust};
+use felhom_metrics::ListenAddr;
 use felhom_proxmox::{check_node_name, ApiToken, ApiUrl};
 use felhom_types::HttpsUrl;
 use serde_json::{Map, Value};
 
 use crate::suggest::nearest;
 use crate::{
-    AuthzConfig, Config, HubConfig, JournalConfig, LogConfig, LogFormat, LogLevel, Problem,
-    ProxmoxConfig, ReconcileConfig, ReconcileSource, DEFAULT_JOURNAL_FILE_NAME,
+    AuthzConfig, Config, HubConfig, JournalConfig, LogConfig, LogFormat, LogLevel, MetricsConfig,
+    Problem, ProxmoxConfig, ReconcileConfig, ReconcileSource, DEFAULT_JOURNAL_FILE_NAME,
     DEFAULT_NONCE_STORE,
 };
 
@@ -153,7 +154,15 @@ pub(crate) fn config(doc: &Value, ctx: &mut Ctx) -> Option<Config> {
         ctx,
         "",
         doc,
-        &["proxmox", "hub", "authz", "journal", "reconcile", "log"],
+        &[
+            "proxmox",
+            "hub",
+            "authz",
+            "journal",
+            "reconcile",
+            "log",
+            "metrics",
+        ],
     )?;
     let proxmox = match top.get("proxmox") {
         Some(v) => proxmox_section(ctx, v),
@@ -179,6 +188,7 @@ pub(crate) fn config(doc: &Value, ctx: &mut Ctx) -> Option<Config> {
         top.get("hub").is_some(),
     );
     let log = log_section(ctx, top.get("log").unwrap_or(&empty));
+    let metrics = metrics_section(ctx, top.get("metrics").unwrap_or(&empty));
     Some(Config {
         proxmox: proxmox?,
         hub: hub?,
@@ -186,6 +196,7 @@ pub(crate) fn config(doc: &Value, ctx: &mut Ctx) -> Option<Config> {
         journal: journal?,
         reconcile: reconcile?,
         log: log?,
+        metrics: metrics?,
     })
 }
 
@@ -612,6 +623,16 @@ fn log_section(ctx: &mut Ctx, v: &Value) -> Option<LogConfig> {
         level: level?,
         format: format?,
     })
+}
+
+fn metrics_section(ctx: &mut Ctx, v: &Value) -> Option<MetricsConfig> {
+    let o = Obj::new(ctx, "metrics", v, &["listen"])?;
+    let listen = match o.string(ctx, "listen", false) {
+        None if o.get("listen").is_none() => None,
+        None => return None,
+        Some(s) => Some(domain(ctx, &o.key("listen"), ListenAddr::parse(s))?),
+    };
+    Some(MetricsConfig { listen })
 }
 
 /// A domain constructor's verdict: the value, or a problem at `key` in the domain's words.

@@ -1206,7 +1206,8 @@ fn the_redacted_display_is_the_whole_effective_config() {
             "authz": {"nonce_store": DEFAULT_NONCE_STORE, "signers": []},
             "journal": {"path": "/var/lib/felhom-agent/journal.log"},
             "reconcile": {"desired_state_file": null, "source": "hub"},
-            "log": {"level": "info", "format": "text"}
+            "log": {"level": "info", "format": "text"},
+            "metrics": {"listen": null}
         })
     );
     // Pretty: one key per line.
@@ -1569,4 +1570,45 @@ fn reconcile_source_defaults_and_conflicts() {
     doc["reconcile"] = json!({"desired_state_file": "/etc/felhom-agent/d.json"});
     let p = problems_with(&doc, &[("FELHOM_AGENT_RECONCILE_SOURCE", "hub")]);
     assert!(p.iter().any(|p| p.contains("both set")), "{p:?}");
+}
+
+#[test]
+fn metrics_listen_is_off_by_default_and_a_literal_address() {
+    assert_eq!(load(&valid()).unwrap().metrics.listen, None);
+    let c = load(&with("/metrics", json!({"listen": "127.0.0.1:9731"}))).unwrap();
+    let listen = c.metrics.listen.unwrap();
+    assert_eq!(listen.to_string(), "127.0.0.1:9731");
+    assert!(listen.is_loopback());
+    assert_eq!(
+        load(&with("/metrics", json!({"listen": null})))
+            .unwrap()
+            .metrics
+            .listen,
+        None
+    );
+    assert_eq!(
+        problems(&with("/metrics", json!({"listen": "localhost:9731"}))),
+        [
+            "metrics.listen: expected IP:PORT such as \"127.0.0.1:9731\" or \"[::1]:9731\" (a \
+          literal address, no host name), got \"localhost:9731\""
+        ]
+    );
+    assert_eq!(
+        problems(&with("/metrics", json!({"listen": 9731}))),
+        ["metrics.listen: expected a string, got a whole number"]
+    );
+    assert_eq!(
+        problems(&with("/metrics", json!({"listn": "127.0.0.1:9731"}))),
+        ["metrics.listn: unknown key (did you mean listen?)"]
+    );
+    // The overlay sets it too, and its problems name the variable.
+    let c = load_with(&valid(), &[("FELHOM_AGENT_METRICS_LISTEN", "[::1]:9731")]).unwrap();
+    assert_eq!(c.metrics.listen.unwrap().to_string(), "[::1]:9731");
+    let p = problems_with(&valid(), &[("FELHOM_AGENT_METRICS_LISTEN", "nowhere")]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("metrics.listen: expected IP:PORT")
+            && p[0].ends_with("(set by FELHOM_AGENT_METRICS_LISTEN)"),
+        "{p:?}"
+    );
 }

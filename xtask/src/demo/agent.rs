@@ -53,6 +53,8 @@ pub enum AgentStep {
     /// A desired `present: false` for the scratch guest is held pending a signature, with its
     /// audit entry in the next host report.
     Pending,
+    /// `GET /metrics` on the running daemon: an excerpt, checked against the steps before.
+    Metrics,
     /// SIGTERM: the queue drains, exit 0, nothing left in flight.
     Stop,
     /// The hub publishes desired state; the daemon restarts with `reconcile.source = "hub"`.
@@ -65,7 +67,7 @@ pub enum AgentStep {
 
 impl AgentStep {
     /// Every step with its title.
-    pub fn all() -> [(&'static str, AgentStep); 9] {
+    pub fn all() -> [(&'static str, AgentStep); 10] {
         [
             (
                 "felhom-agent daemon starts against both simulators (desired state differs from \
@@ -85,6 +87,10 @@ impl AgentStep {
                 "desired present:false for the scratch guest 9000 (tagged felhom-scratch through \
                  the API): held pending a signature, audited in the next host report",
                 AgentStep::Pending,
+            ),
+            (
+                "GET /metrics: a Prometheus scrape of the running daemon (excerpt)",
+                AgentStep::Metrics,
             ),
             (
                 "SIGTERM: the daemon drains its queue and exits 0",
@@ -149,6 +155,10 @@ pub async fn run(demo: &Demo, step: AgentStep) -> Result<()> {
         AgentStep::Pending => {
             pending(demo, slot.as_mut().context("the daemon is not running")?).await
         }
+        AgentStep::Metrics => {
+            let lines = slot.as_ref().context("the daemon is not running")?.lines();
+            super::metrics::excerpt(demo, &lines).await
+        }
         AgentStep::Stop | AgentStep::HubStop => {
             stop(demo, slot.take().context("the daemon is not running")?).await
         }
@@ -180,6 +190,7 @@ fn demo_config(sim: &PveSim, hub_url: &str, dir: &Path, from_hub: bool) -> Value
     if from_hub {
         doc["reconcile"] = json!({ "source": "hub" });
     }
+    super::metrics::enable(&mut doc);
     doc
 }
 
@@ -656,8 +667,10 @@ mod tests {
         let all = AgentStep::all();
         assert_eq!(all[0].1, AgentStep::Start);
         assert_eq!(all[4].1, AgentStep::Pending);
-        assert_eq!(all[5].1, AgentStep::Stop);
-        assert_eq!(all[6].1, AgentStep::HubStart);
+        // The scrape runs while the first daemon is still up, after everything it did.
+        assert_eq!(all[5].1, AgentStep::Metrics);
+        assert_eq!(all[6].1, AgentStep::Stop);
+        assert_eq!(all[7].1, AgentStep::HubStart);
         assert_eq!(all[all.len() - 1].1, AgentStep::HubStop);
         // The hub's desired state is a start and a resize away from where the file left it.
         let hub = hub_desired_state();

@@ -36,6 +36,8 @@ async fn check_config_prints_the_redacted_config() {
         assert_eq!(shown["hub"]["api_key"], "[redacted]");
         assert_eq!(shown["hub"]["poll_seconds"], 60);
         assert_eq!(shown["log"]["level"], "info");
+        // Metrics are off unless metrics.listen is set.
+        assert_eq!(shown["metrics"]["listen"], Value::Null);
         for text in [&out, &err] {
             assert!(
                 !text.contains(TOKEN_SECRET) && !text.contains(HUB_KEY),
