@@ -9,13 +9,17 @@
 //! over the blob string's UTF-8 bytes exactly as served, role scope, binding, nonce recorded
 //! last) → journal-wrapped execution through the PVE executor, inside the queue job of the
 //! op's guest (so it is serialized with reconcile on that guest). Every outcome is audited and
-//! reaches the hub in the next reports' `audit_tail`, carrying the op's nonce.
+//! reaches the hub in the next reports' `audit_tail`, carrying the op's nonce. The loop waits
+//! [`OP_WAIT`] on each op; one that runs longer finishes in its queue job while the pass goes
+//! on, and is not resubmitted while it runs.
 //!
 //! A failed or malformed fetch is logged and changes nothing; the next envelope retries.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use felhom_authz::{FileNonceStore, MemoryNonceStore, NonceStore};
 use felhom_hub::hub::HubClient;
@@ -64,31 +68,57 @@ impl std::fmt::Debug for DaemonJobs {
     }
 }
 
+/// How long the reconcile loop waits on one served op before its pass goes on: a destroy of a
+/// large guest may run for minutes; it finishes in its guest's queue job meanwhile (an op served
+/// again while it runs is not submitted twice) and is audited when it ends.
+pub const OP_WAIT: Duration = Duration::from_secs(30);
+
 /// Submits each served op as a signed job (see the module docs). Never while the hub blocks
 /// this host: checked before each op, so a block that arrives mid-list stops the rest (an op
 /// already executing finishes).
 pub struct GatedSink {
-    jobs: DaemonJobs,
+    jobs: Arc<DaemonJobs>,
     status: Arc<DaemonStatus>,
     audit: Arc<dyn AuditSink>,
+    /// Nonces of the ops submitted and not yet decided.
+    running: Arc<Mutex<HashSet<String>>>,
+    wait: Duration,
 }
 
 impl std::fmt::Debug for GatedSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatedSink")
             .field("jobs", &self.jobs)
+            .field("wait", &self.wait)
             .finish_non_exhaustive()
+    }
+}
+
+impl DaemonJobs {
+    /// Runs one op as a signed job; `None` when there is no journal to run it with.
+    async fn submit(
+        &self,
+        op: SignedOp,
+        now: u64,
+    ) -> Option<Result<SignedJobOutcome, felhom_reconcile::JobError>> {
+        match self {
+            DaemonJobs::File(jobs) => Some(submit(jobs, op, now).await),
+            DaemonJobs::Memory(jobs) => Some(submit(jobs, op, now).await),
+            DaemonJobs::JournalLess => None,
+        }
     }
 }
 
 impl GatedSink {
     /// A sink running `jobs`, skipping everything while `status` says blocked, auditing its
-    /// own refusals (journal-less) into `audit`.
+    /// own refusals (journal-less) into `audit`, waiting [`OP_WAIT`] on each op.
     pub fn new(jobs: DaemonJobs, status: Arc<DaemonStatus>, audit: Arc<dyn AuditSink>) -> Self {
         Self {
-            jobs,
+            jobs: Arc::new(jobs),
             status,
             audit,
+            running: Arc::default(),
+            wait: OP_WAIT,
         }
     }
 
@@ -103,17 +133,45 @@ impl GatedSink {
             blob: op.blob.into_bytes(),
             signature: op.signature.into_bytes(),
         };
-        let outcome = match &self.jobs {
-            DaemonJobs::File(jobs) => submit(jobs, signed, now).await,
-            DaemonJobs::Memory(jobs) => submit(jobs, signed, now).await,
-            DaemonJobs::JournalLess => {
-                let entry = journal_less_entry(&signed.blob, now);
-                let sink = Arc::clone(&self.audit);
-                felhom_reconcile::audit::record_async(sink, entry).await;
+        if matches!(*self.jobs, DaemonJobs::JournalLess) {
+            let entry = journal_less_entry(&signed.blob, now);
+            felhom_reconcile::audit::record_async(Arc::clone(&self.audit), entry).await;
+            return;
+        }
+        // An op still running from an earlier serve is not submitted again (it would only be
+        // refused as already applied once it ends, after waiting in its guest's queue).
+        let nonce = peek_nonce(&signed.blob);
+        if let Some(n) = &nonce {
+            let fresh = self
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(n.clone());
+            if !fresh {
+                tracing::debug!(nonce = %n, "signed op served again while it runs: not resubmitted");
                 return;
             }
-        };
-        log_outcome(outcome);
+        }
+        let (jobs, running) = (Arc::clone(&self.jobs), Arc::clone(&self.running));
+        let job = tokio::spawn(async move {
+            let outcome = jobs.submit(signed, now).await;
+            if let Some(n) = &nonce {
+                running
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(n);
+            }
+            if let Some(outcome) = outcome {
+                log_outcome(outcome);
+            }
+        });
+        if tokio::time::timeout(self.wait, job).await.is_err() {
+            tracing::info!(
+                wait_secs = self.wait.as_secs(),
+                "signed op still running: the reconcile pass goes on; its outcome is audited when \
+                 it ends"
+            );
+        }
     }
 }
 
@@ -299,5 +357,52 @@ pub fn daemon_jobs(
                 None => jobs,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use felhom_reconcile::MemoryAudit;
+
+    use super::*;
+
+    fn op(nonce: &str) -> SignedOpEntry {
+        SignedOpEntry {
+            blob: format!(
+                r#"{{"op":"destroy_guest","host_id":"pve-01","guest_id":105,"params":{{}},"nonce":"{nonce}","not_before":"2026-11-23T10:00:00Z","not_after":"2026-11-23T11:00:00Z","key_id":"ops"}}"#
+            ),
+            signature: "-----BEGIN SSH SIGNATURE-----\nAA==\n-----END SSH SIGNATURE-----\n".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_submitted_while_blocked_and_journal_less_refusals_are_audited() {
+        let status = Arc::new(DaemonStatus::new(Some("disk full".into())));
+        let audit = Arc::new(MemoryAudit::new());
+        let sink = GatedSink::new(DaemonJobs::JournalLess, Arc::clone(&status), audit.clone());
+        status.set_blocked(true);
+        sink.submit(op("n-1")).await;
+        assert!(audit.entries().is_empty(), "blocked: not even decided");
+        status.set_blocked(false);
+        sink.submit(op("n-1")).await;
+        let entries = audit.entries();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let e = &entries[0];
+        assert_eq!(
+            (
+                e.action.as_str(),
+                e.vmid,
+                e.decision.as_str(),
+                e.reason.as_deref(),
+                e.nonce.as_deref()
+            ),
+            (
+                "destroy_guest",
+                Some(105),
+                "refused",
+                Some("journal_less"),
+                Some("n-1")
+            )
+        );
     }
 }
