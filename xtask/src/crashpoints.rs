@@ -34,9 +34,11 @@
 //! Rounds differ in guest ids, desired sizes, the simulator's list order and the number of
 //! matching guests. `--rounds 14` (the default) is 210 kill points.
 //!
-//! Extension point: signed destructive jobs (issue 11's gate) become a third [`Target`]
-//! variant, with their own steps (the gate's verify, the nonce record) and a stricter check —
-//! a one-shot op is sent at most once even across a crash after its request.
+//! Then the signed-job points ([`signed`]): a hub-served, operator-signed `destroy_guest` killed
+//! at each of the three steps of its signed job, with the stricter check of a one-shot op — sent
+//! at most once over both lives however often the hub serves it, executed exactly once when the
+//! kill came after its request, its outcome in the hub's audit tail by nonce. `--rounds 14` adds
+//! 42 of them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -54,6 +56,8 @@ use serde_json::json;
 use crate::agentproc::{
     daemon_config, killed_by_sigkill, write_json, Daemon, CRASH_AT_ENV, POLL_FLOOR_ENV,
 };
+
+mod signed;
 
 /// Rounds of the documented long run: 15 kill points each.
 pub const DEFAULT_ROUNDS: u32 = 14;
@@ -619,7 +623,30 @@ pub fn run(root: &Path, args: &CrashArgs) -> Result<()> {
     );
     let started = Instant::now();
     let outcomes = runtime.block_on(run_points(&bin, &all, true));
-    summarize(&outcomes, started.elapsed())
+    let benign = summarize(&outcomes, started.elapsed());
+    println!(
+        "\ncrashpoints: {} signed-job kill points ({} rounds × {})",
+        args.rounds as usize * signed::SignedKill::ALL.len(),
+        args.rounds,
+        signed::SignedKill::ALL.len()
+    );
+    let started = Instant::now();
+    let signed_outcomes = runtime.block_on(signed::run_points(&bin, args.rounds, true));
+    let failed = signed::summarize(&signed_outcomes);
+    println!(
+        "crashpoints: {} signed-job kill points in {:.0} s, {} passed, {failed} failed",
+        signed_outcomes.len(),
+        started.elapsed().as_secs_f64(),
+        signed_outcomes.len() - failed
+    );
+    benign?;
+    if failed > 0 {
+        bail!(
+            "crashpoints: {failed} of {} signed-job kill points failed",
+            signed_outcomes.len()
+        );
+    }
+    Ok(())
 }
 
 /// Runs `points` one after another; prints a line per point when `verbose`.

@@ -7,7 +7,9 @@
 //! The demo is a list of [`Step`]s: first the self-tests (read, reversible task), then the
 //! `felhom-agent` daemon ([`agent`]): reports reaching the hub, the guests converging to a
 //! desired-state file, a quiet second pass, a `GET /metrics` excerpt ([`metrics`]), and a clean
-//! SIGTERM; then the hub serving the desired state instead.
+//! SIGTERM; then the hub serving the desired state instead, and signed ops ([`hub_ops`]:
+//! pending, signed with ssh-keygen, executed once, replay refused, blocked, unblocked) before
+//! the hub-driven daemon stops.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use crate::cargo::Profile;
 use felhom_pve_sim::{GuestView, HubSim, HubSimConfig, PveSim, SimConfig};
 
 mod agent;
+mod hub_ops;
 mod metrics;
 
 /// Longest any one step may run: the simulator's tasks take 50 ms, so a step that is still
@@ -47,14 +50,20 @@ enum Step {
         title: &'static str,
         step: agent::AgentStep,
     },
+    /// One step of the hub-served signed-op story (while the hub-driven daemon runs).
+    HubOps {
+        title: &'static str,
+        step: hub_ops::HubOpsStep,
+    },
 }
 
 impl Step {
     fn title(&self) -> &'static str {
         match self {
-            Step::Run { title, .. } | Step::Verify { title, .. } | Step::Agent { title, .. } => {
-                title
-            }
+            Step::Run { title, .. }
+            | Step::Verify { title, .. }
+            | Step::Agent { title, .. }
+            | Step::HubOps { title, .. } => title,
         }
     }
 }
@@ -68,6 +77,8 @@ struct Demo {
     dir: PathBuf,
     /// The running daemon, between its steps.
     agent: agent::AgentState,
+    /// The signed op of the hub-ops steps.
+    ops: hub_ops::HubOpsState,
     config: PathBuf,
     binaries: Vec<(String, PathBuf)>,
     /// Guest `DEMO_VMID` as it was before any step ran.
@@ -93,12 +104,24 @@ fn steps() -> Vec<Step> {
         },
     ]
     .into_iter()
-    .chain(
-        agent::AgentStep::all()
-            .into_iter()
-            .map(|(title, step)| Step::Agent { title, step }),
-    )
+    .chain(agent_steps())
     .collect()
+}
+
+/// The daemon's steps, the hub-ops story inserted before the hub-driven daemon's stop.
+fn agent_steps() -> Vec<Step> {
+    let mut steps: Vec<Step> = agent::AgentStep::all()
+        .into_iter()
+        .map(|(title, step)| Step::Agent { title, step })
+        .collect();
+    let stop = steps.pop();
+    steps.extend(
+        hub_ops::HubOpsStep::all()
+            .into_iter()
+            .map(|(title, step)| Step::HubOps { title, step }),
+    );
+    steps.extend(stop);
+    steps
 }
 
 /// Entry point of `cargo xtask demo`.
@@ -141,6 +164,7 @@ async fn demo(binaries: Vec<(String, PathBuf)>) -> Result<()> {
         hub,
         dir: dir.path().to_owned(),
         agent: agent::AgentState::default(),
+        ops: hub_ops::HubOpsState::default(),
         config,
         binaries,
         guest_before,
@@ -214,6 +238,7 @@ async fn run_step(demo: &Demo, step: &Step) -> Result<()> {
             Ok(())
         }
         Step::Agent { step, .. } => agent::run(demo, *step).await,
+        Step::HubOps { step, .. } => hub_ops::run(demo, *step).await,
     }
 }
 
@@ -312,6 +337,19 @@ mod tests {
                 step: agent::AgentStep::HubStop,
                 ..
             })
+        ));
+        // The hub-ops story runs while the hub-driven daemon does: right before its stop.
+        let n = steps.len();
+        let ops = hub_ops::HubOpsStep::all().len();
+        assert!(steps[n - 1 - ops..n - 1]
+            .iter()
+            .all(|s| matches!(s, Step::HubOps { .. })));
+        assert!(matches!(
+            steps[n - 2 - ops],
+            Step::Agent {
+                step: agent::AgentStep::HubConverge,
+                ..
+            }
         ));
         for s in &steps {
             assert!(!s.title().is_empty());

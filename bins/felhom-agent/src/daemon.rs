@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::block::HubBlock;
 use crate::crash::{CrashAt, TEST_CRASH_AT_ENV};
 use crate::durable::JournalOpen;
-use crate::intent::{HubIntent, NotExecutedSink};
+use crate::intent::{GatedSink, HubIntent, SignedOpSink};
 use crate::metrics::{MeteredApi, MeteredFs, MeteredGate};
 use crate::notify::Notifier;
 use crate::reconcile::{Desired, Reconciler};
@@ -197,8 +197,9 @@ impl PollObserver {
                 intent.observe(envelope);
             }
         }
-        // Reconcile after each poll whatever the report did: desired state does not come from
-        // the hub yet. (The reconciler itself skips the pass while the hub blocks this host.)
+        // Reconcile after each poll whatever the report did (a file's desired state, or the
+        // last held hub state during an outage). The reconciler skips the pass, the desired-
+        // state fetch and signed ops while the hub blocks this host.
         self.wake.notify_one();
         let line = self.status.line();
         if !self.ready_sent {
@@ -355,12 +356,27 @@ async fn run(
         .with_options(EngineOptions {
             cancel: engine_cancel.clone(),
             pass_wait: Some(PASS_WAIT),
-            step_probe: crash_at.map(CrashAt::probe),
+            step_probe: crash_at.clone().and_then(CrashAt::probe),
             ..EngineOptions::default()
         })
         .with_gate(MeteredGate::new(gate.gate.clone(), metrics.clone()));
     let metrics_task = metrics::spawn_listener(&config.metrics, &metrics, &queue).await;
-    let (desired, intent) = hub_intent(&config, &hub);
+    // Hub-served signed ops run as signed jobs: the gate, the daemon's queue and journal, the
+    // real PVE executor; never journal-less, never while the hub blocks this host.
+    let jobs = crate::intent::daemon_jobs(
+        &gate.gate,
+        Arc::clone(&api),
+        queue.clone(),
+        journal.clone(),
+        &config.authz.nonce_store,
+        crash_at.and_then(CrashAt::fault),
+    );
+    let sink = Arc::new(GatedSink::new(
+        jobs,
+        Arc::clone(&status),
+        Arc::clone(&gate.audit),
+    ));
+    let (desired, intent) = hub_intent(&config, &hub, sink);
     let guest_cache = felhom_hub::collector::GuestCache::default();
     let reconciler = Arc::new(Reconciler {
         engine,
@@ -473,9 +489,13 @@ async fn run(
     }
 }
 
-/// The desired-state source from `reconcile.source` and the hub-intent state both loops share.
-/// Signed ops go to [`NotExecutedSink`] until the gate is wired.
-fn hub_intent(config: &Config, hub: &HubClient) -> (Desired, Arc<HubIntent>) {
+/// The desired-state source from `reconcile.source` and the hub-intent state both loops share;
+/// signed ops go to `sink`.
+fn hub_intent(
+    config: &Config,
+    hub: &HubClient,
+    sink: Arc<dyn SignedOpSink>,
+) -> (Desired, Arc<HubIntent>) {
     let provider = match config.reconcile.source {
         ReconcileSource::Hub => {
             let path = HubProvider::path_beside(&config.journal.path);
@@ -501,7 +521,7 @@ fn hub_intent(config: &Config, hub: &HubClient) -> (Desired, Arc<HubIntent>) {
         Desired::File(p) => tracing::info!(file = %p.path().display(), "desired state from file"),
         Desired::Empty(_) => tracing::info!("no desired state configured: nothing is reconciled"),
     }
-    let intent = HubIntent::new(provider, hub.clone(), Arc::new(NotExecutedSink));
+    let intent = HubIntent::new(provider, hub.clone(), sink);
     (desired, Arc::new(intent))
 }
 

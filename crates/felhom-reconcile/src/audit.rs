@@ -127,9 +127,20 @@ pub fn is_notable(entry: &AuditEntry) -> bool {
 }
 
 /// The durable audit log: notable entries ([`is_notable`]) appended (fsync'd) to a journal
-/// [`Log`], bounded to the latest `keep` (compacted atomically when it reaches twice that). An
-/// entry repeating the latest decision on the same action and guest (a delta held pending
-/// every pass) is not appended again.
+/// [`Log`], bounded to the latest `keep` (compacted atomically when it reaches twice that).
+///
+/// What is not appended again, so that intent the hub keeps serving cannot push out what it
+/// must see:
+/// - an entry without a nonce repeating the latest nonce-less decision on the same action and
+///   guest (a delta held pending every pass, whatever signed ops were decided in between);
+/// - an entry carrying a nonce (a signed op's decision) when the tail already holds the same
+///   decision for that nonce, wherever it is: a signed op the hub serves on every report gets
+///   one entry per distinct decision (e.g. `executed`, then `refused`/`already_applied` once),
+///   not one per serve, even when several ops interleave.
+///
+/// So each op costs the tail at most a few entries, the hub reads every op's outcome by its
+/// nonce and retires it; an entry that scrolled out of the tail may be appended once more if
+/// the hub still serves its op (which then tells the hub again what it has not acted on).
 /// Its [`LogAudit::tail`] fills the host report's `audit_tail`.
 #[derive(Debug)]
 pub struct LogAudit {
@@ -182,12 +193,25 @@ impl AuditSink for LogAudit {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         // The same decision again for the same action (a delta held pending each pass): the
         // tail already says it, and repeating it would push out what the hub must see.
-        let latest = inner
-            .tail
-            .iter()
-            .rev()
-            .find(|e| e.action == entry.action && e.vmid == entry.vmid);
-        if latest.is_some_and(|e| same_decision(e, entry)) {
+        let same_target = |e: &&AuditEntry| e.action == entry.action && e.vmid == entry.vmid;
+        let repeated = match &entry.nonce {
+            // A signed op's decision: once per nonce and decision in the whole tail.
+            Some(_) => inner
+                .tail
+                .iter()
+                .filter(same_target)
+                .any(|e| same_decision(e, entry)),
+            // An unsigned decision (a delta held each pass): against the latest unsigned one
+            // on the same target, so signed ops' entries in between do not re-open it.
+            None => inner
+                .tail
+                .iter()
+                .rev()
+                .filter(same_target)
+                .find(|e| e.nonce.is_none())
+                .is_some_and(|e| same_decision(e, entry)),
+        };
+        if repeated {
             return Ok(());
         }
         inner.log.append(entry)?;
@@ -269,6 +293,52 @@ mod tests {
             },
         }
         .entry("refused", reason, None, None, Some(format!("n{n}")))
+    }
+
+    #[test]
+    fn signed_ops_served_again_and_again_add_one_entry_per_nonce_and_decision() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = LogAudit::open(dir.path().join("audit.log"), 8).unwrap();
+        let decided = |n: u64, nonce: &str, decision: &str, reason: Option<&str>| {
+            let mut e = entry(n, "destructive", reason);
+            e.decision = decision.into();
+            e.nonce = Some(nonce.into());
+            e
+        };
+        // Two ops on one guest, interleaved on every serve (the same-action rule alone would
+        // append each one every time), plus one pending delta without a nonce.
+        audit.record(&decided(1, "a", "executed", None)).unwrap();
+        for n in 2..40 {
+            let mut pending = entry(n, "destructive", Some("pending_signature"));
+            pending.decision = "pending_signature".into();
+            pending.nonce = None;
+            audit.record(&pending).unwrap();
+            audit
+                .record(&decided(n, "a", "refused", Some("already_applied")))
+                .unwrap();
+            audit
+                .record(&decided(n, "b", "refused", Some("bad_signature")))
+                .unwrap();
+        }
+        let tail = audit.tail(8);
+        let seen: Vec<(Option<String>, String)> = tail
+            .iter()
+            .map(|e| (e.nonce.clone(), e.decision.clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Some("a".into()), "executed".into()),
+                (None, "pending_signature".into()),
+                (Some("a".into()), "refused".into()),
+                (Some("b".into()), "refused".into()),
+            ]
+        );
+        // the first time each was decided is what stays
+        assert_eq!(
+            tail.iter().map(|e| e.at.to_string()).collect::<Vec<_>>()[1..],
+            [2, 2, 2].map(|n| Timestamp::from_unix_seconds(n).to_string())
+        );
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct RecoveredOp {
     pub vmid: Option<u32>,
     /// Its action.
     pub action: String,
+    /// Its idempotency key (`signed:<nonce>` for a signed job), if any.
+    pub idempotency_key: Option<String>,
     /// The outcome.
     pub resolution: Resolution,
 }
@@ -255,6 +257,7 @@ async fn resolve_and_record<A: ProxmoxApi>(
         op_id,
         vmid: entry.vmid,
         action: entry.action,
+        idempotency_key: entry.idempotency_key,
         resolution,
     })
 }
@@ -264,7 +267,7 @@ async fn resolve<A: ProxmoxApi>(api: &A, options: &RecoveryOptions, entry: &OpEn
     let one_shot = entry.idempotency_key.is_some();
     let upid = match &entry.state {
         OpState::Started if one_shot && DESTRUCTIVE_ACTIONS.contains(&entry.action.as_str()) => {
-            return observed(api, entry).await
+            return observed(api, options, entry).await
         }
         OpState::Started => return interrupted_before_request(one_shot),
         OpState::TaskRunning { upid } => upid,
@@ -292,9 +295,22 @@ async fn resolve<A: ProxmoxApi>(api: &A, options: &RecoveryOptions, entry: &OpEn
     }
 }
 
+/// How long recovery watches a guest that a `destroy_guest` interrupted before PVE answered
+/// still shows: a destroy whose request did reach PVE may still be running (the daemon can
+/// restart within milliseconds of its crash), and its guest disappears when it ends. Capped by
+/// the recovery wait.
+pub const DESTROY_SETTLE: Duration = Duration::from_secs(10);
+/// How often the guest list is read meanwhile.
+const DESTROY_SETTLE_POLL: Duration = Duration::from_millis(250);
+
 /// Closes a destructive op that crashed before its request returned, from what PVE shows now;
-/// never re-sends it.
-async fn observed<A: ProxmoxApi>(api: &A, entry: &OpEntry) -> Resolution {
+/// never re-sends it. A guest still listed is watched for [`DESTROY_SETTLE`] (a destroy task
+/// that reached PVE may still be running) before the outcome is called unknown.
+async fn observed<A: ProxmoxApi>(
+    api: &A,
+    options: &RecoveryOptions,
+    entry: &OpEntry,
+) -> Resolution {
     let unknown = |why: String| Resolution::OutcomeUnknown {
         error: format!(
             "{OUTCOME_UNKNOWN}: {} interrupted before pve answered; {why}; not re-sent — check \
@@ -303,13 +319,23 @@ async fn observed<A: ProxmoxApi>(api: &A, entry: &OpEntry) -> Resolution {
         ),
     };
     match (entry.action.as_str(), entry.vmid) {
-        ("destroy_guest", Some(vmid)) => match api.list_lxc().await {
-            Ok(guests) if guests.iter().all(|g| g.vmid != vmid) => Resolution::Succeeded {
-                exitstatus: format!("guest {vmid} is gone"),
-            },
-            Ok(_) => unknown(format!("guest {vmid} still exists")),
-            Err(error) => unknown(format!("cannot list guests: {error}")),
-        },
+        ("destroy_guest", Some(vmid)) => {
+            let deadline = tokio::time::Instant::now() + DESTROY_SETTLE.min(options.wait.timeout);
+            loop {
+                match api.list_lxc().await {
+                    Ok(guests) if guests.iter().all(|g| g.vmid != vmid) => {
+                        return Resolution::Succeeded {
+                            exitstatus: format!("guest {vmid} is gone"),
+                        }
+                    }
+                    Ok(_) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(DESTROY_SETTLE_POLL).await;
+                    }
+                    Ok(_) => return unknown(format!("guest {vmid} still exists")),
+                    Err(error) => return unknown(format!("cannot list guests: {error}")),
+                }
+            }
+        }
         // A rollback, restore or snapshot deletion leaves no state that proves it ran.
         _ => unknown("pve's state does not prove the outcome".to_owned()),
     }
@@ -390,23 +416,33 @@ pub fn audit_recovery(summary: &RecoverySummary, sink: &dyn crate::audit::AuditS
             vmid: op.vmid,
             class: "destructive",
         };
+        // A signed job's nonce, so the hub can match the outcome to the op it served.
+        let nonce = op
+            .idempotency_key
+            .as_deref()
+            .and_then(|k| k.strip_prefix("signed:"))
+            .map(str::to_owned);
         let entry = match &op.resolution {
             Resolution::Succeeded { exitstatus } => builder.entry(
                 "executed",
                 Some("recovered"),
                 Some(format!("closed at startup: {exitstatus}")),
                 None,
-                None,
+                nonce,
             ),
-            Resolution::Failed { error } => {
-                builder.entry("failed", Some("recovered"), Some(error.clone()), None, None)
-            }
+            Resolution::Failed { error } => builder.entry(
+                "failed",
+                Some("recovered"),
+                Some(error.clone()),
+                None,
+                nonce,
+            ),
             Resolution::OutcomeUnknown { error } => builder.entry(
                 OUTCOME_UNKNOWN,
                 Some(OUTCOME_UNKNOWN),
                 Some(error.clone()),
                 None,
-                None,
+                nonce,
             ),
             Resolution::LeftInFlight { .. } => continue,
         };

@@ -189,6 +189,16 @@ fn demo_config(sim: &PveSim, hub_url: &str, dir: &Path, from_hub: bool) -> Value
     }]);
     if from_hub {
         doc["reconcile"] = json!({ "source": "hub" });
+        // The throwaway operator key the hub-ops steps sign with (see `hub_ops`).
+        if let Some(line) = super::hub_ops::operator_public_key(dir) {
+            if let Some(signers) = doc["authz"]["signers"].as_array_mut() {
+                signers.push(json!({
+                    "key_id": super::hub_ops::OPERATOR_KEY_ID,
+                    "role": "operational",
+                    "public_key": line,
+                }));
+            }
+        }
     }
     super::metrics::enable(&mut doc);
     doc

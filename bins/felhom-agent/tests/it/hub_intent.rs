@@ -2,8 +2,9 @@
 //! real TLS. The envelope's `desired_generation` drives fetches (counted at the hub), the
 //! served desired state converges the guests, every hub fault changes nothing, a restart
 //! during a hub outage converges toward the last served intent, `blocked` stops both paths
-//! while reports continue, and signed ops are fetched and (until the gate lands) dropped with a
-//! warning, never executed.
+//! while reports continue, and signed ops are fetched and submitted to the gate (with no signers
+//! configured: refused `no_signers`, audited, never executed; the signed-op matrix is in
+//! `signed_ops.rs`).
 
 use std::time::Duration;
 
@@ -226,13 +227,22 @@ async fn blocked_stops_both_paths_while_reports_continue() {
     assert!(!env.pve.state().guest(101).unwrap().running);
 
     // Unblocked: the desired state converges; the signed ops are fetched on every report that
-    // announces them (the same ops served again and again) and dropped loudly, never executed.
+    // announces them (the same ops served again and again) and refused by the gate (this host
+    // trusts no signer), never executed; the refusal reaches the hub once, with its nonce.
     envelope.blocked = Some(false);
     env.hub.set_envelope(envelope.clone());
     wait_line(&daemon, &["reconcile pass done", "planned 2:"]).await;
     daemon
-        .wait_for_lines(&["not executed until the gate lands", "nonce=n-1"], 4, WAIT)
+        .wait_for_lines(&["signed op from the hub refused", "no_signers"], 4, WAIT)
         .await;
+    more_reports(&env, 1).await;
+    let tail = env.hub.reports().last().unwrap().report.audit_tail.clone();
+    let refusals: Vec<_> = tail
+        .iter()
+        .filter(|e| e.nonce.as_deref() == Some("n-1"))
+        .map(|e| e.reason.as_deref())
+        .collect();
+    assert_eq!(refusals, [Some("no_signers")], "{tail:#?}");
     assert!(env.pve.state().guest(101).unwrap().running);
     assert!(env.hub.request_count(SIGNED_OPS_PATH) >= 2);
     let destroys = env

@@ -9,5 +9,6 @@ mod hostile;
 mod hub_intent;
 mod journal_cmd;
 mod metrics;
+mod signed_ops;
 mod support;
 mod verify_op;

@@ -149,6 +149,11 @@ async fn an_unprovable_outcome_is_recorded_outcome_unknown_audited_and_not_resen
         (last.action.as_str(), last.decision.as_str()),
         ("rollback", OUTCOME_UNKNOWN)
     );
+    assert_eq!(
+        last.nonce.as_deref(),
+        Some("n-unknown"),
+        "the hub matches the outcome by nonce"
+    );
     {
         let j = agent.journal.lock().unwrap();
         let entry = j.entries().find(|e| e.action == "rollback").unwrap();
