@@ -146,6 +146,8 @@ fn daemon_rss(ctx: &Ctx, exe: &Path) -> Result<DaemonMemory> {
         .arg(&config_path)
         .arg("run")
         .env_clear()
+        // The daemon as the shipped unit runs it: the unit's own Environment= settings.
+        .envs(unit_environment(&ctx.root)?)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -211,6 +213,49 @@ fn stop(child: &mut Child) -> Result<()> {
     bail!("the daemon did not stop within {STOP_WAIT:?} of SIGTERM (killed)")
 }
 
+/// The `Environment=` assignments of `configs/felhom-agent.service`, in order.
+fn unit_environment(root: &Path) -> Result<Vec<(String, String)>> {
+    let path = root.join("configs/felhom-agent.service");
+    let text = fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    parse_unit_environment(&text).with_context(|| path.display().to_string())
+}
+
+/// systemd's `Environment=` lines: space-separated `KEY=VALUE` assignments, each optionally
+/// in double quotes (no escapes are used in our unit, so none are decoded).
+fn parse_unit_environment(unit: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for line in unit.lines() {
+        let Some(rest) = line.trim().strip_prefix("Environment=") else {
+            continue;
+        };
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quoted = false;
+        for c in rest.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                c if c.is_whitespace() && !quoted => {
+                    if !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        ensure!(!quoted, "unterminated quote in {line:?}");
+        if !word.is_empty() {
+            words.push(word);
+        }
+        for w in words {
+            let (k, v) = w
+                .split_once('=')
+                .with_context(|| format!("{w:?} in {line:?} is not KEY=VALUE"))?;
+            out.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
 /// RSS of `sleep 10`: what the smallest C program costs on this machine.
 fn sleep_rss() -> Result<u64> {
     let mut child = Command::new("sleep")
@@ -225,4 +270,28 @@ fn sleep_rss() -> Result<u64> {
     child.kill()?;
     child.wait()?;
     status_kib(&status?, "VmRSS").context("no VmRSS for sleep")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_environment_lines_split_into_assignments() {
+        let unit = "[Service]\nEnvironment=A=1 \"B=two words\"\n# Environment=C=3\nEnvironment=D=x:y=z\n";
+        let env = parse_unit_environment(unit).unwrap();
+        let want = [("A", "1"), ("B", "two words"), ("D", "x:y=z")];
+        assert_eq!(env.len(), want.len());
+        for ((k, v), (wk, wv)) in env.iter().zip(want) {
+            assert_eq!((k.as_str(), v.as_str()), (wk, wv));
+        }
+        assert!(parse_unit_environment("Environment=NOEQUALS\n").is_err());
+        assert!(parse_unit_environment("Environment=\"A=1\n").is_err());
+    }
+
+    #[test]
+    fn the_shipped_unit_parses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        unit_environment(&root).unwrap();
+    }
 }
