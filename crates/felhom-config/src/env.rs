@@ -94,6 +94,12 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("journal", "path", EnvKind::Text),
     spec("reconcile", "desired_state_file", EnvKind::Text),
     spec("reconcile", "source", EnvKind::Text),
+    spec("restore_tests", "enabled", EnvKind::Bool),
+    spec("restore_tests", "every_hours", EnvKind::Number),
+    spec("restore_tests", "storage", EnvKind::Text),
+    spec("restore_tests", "vmid_range", EnvKind::Text),
+    spec("restore_tests", "boot_timeout_seconds", EnvKind::Number),
+    spec("restore_tests", "max_concurrent", EnvKind::Number),
     spec("log", "level", EnvKind::Text),
     spec("log", "format", EnvKind::Text),
 ];
