@@ -16,6 +16,7 @@ mod journal_cmd;
 mod logging;
 mod notify;
 mod reconcile;
+mod restore;
 mod setup;
 mod signals;
 mod status;

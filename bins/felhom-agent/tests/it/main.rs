@@ -8,5 +8,6 @@ mod daemon;
 mod hostile;
 mod hub_intent;
 mod journal_cmd;
+mod restore;
 mod support;
 mod verify_op;
