@@ -7,7 +7,7 @@
 //! The demo is a list of [`Step`]s: first the self-tests (read, reversible task), then the
 //! `felhom-agent` daemon ([`agent`]): reports reaching the hub, the guests converging to a
 //! desired-state file, a quiet second pass, and a clean SIGTERM; then the hub serving the
-//! desired state instead.
+//! desired state instead; then a restore test ([`restore`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use crate::cargo::Profile;
 use felhom_pve_sim::{GuestView, HubSim, HubSimConfig, PveSim, SimConfig};
 
 mod agent;
+mod restore;
 
 /// Longest any one step may run: the simulator's tasks take 50 ms, so a step that is still
 /// running after this is stuck.
@@ -46,14 +47,17 @@ enum Step {
         title: &'static str,
         step: agent::AgentStep,
     },
+    /// The restore-test step ([`restore`]): a daemon of its own with restore tests enabled.
+    Restore { title: &'static str },
 }
 
 impl Step {
     fn title(&self) -> &'static str {
         match self {
-            Step::Run { title, .. } | Step::Verify { title, .. } | Step::Agent { title, .. } => {
-                title
-            }
+            Step::Run { title, .. }
+            | Step::Verify { title, .. }
+            | Step::Agent { title, .. }
+            | Step::Restore { title } => title,
         }
     }
 }
@@ -97,6 +101,9 @@ fn steps() -> Vec<Step> {
             .into_iter()
             .map(|(title, step)| Step::Agent { title, step }),
     )
+    .chain([Step::Restore {
+        title: restore::TITLE,
+    }])
     .collect()
 }
 
@@ -213,6 +220,7 @@ async fn run_step(demo: &Demo, step: &Step) -> Result<()> {
             Ok(())
         }
         Step::Agent { step, .. } => agent::run(demo, *step).await,
+        Step::Restore { .. } => restore::run(demo).await,
     }
 }
 
@@ -306,12 +314,13 @@ mod tests {
             .iter()
             .all(|s| !matches!(s, Step::Agent { .. })));
         assert!(matches!(
-            steps.last(),
+            steps.iter().rfind(|s| matches!(s, Step::Agent { .. })),
             Some(Step::Agent {
                 step: agent::AgentStep::HubStop,
                 ..
             })
         ));
+        assert!(matches!(steps.last(), Some(Step::Restore { .. })));
         for s in &steps {
             assert!(!s.title().is_empty());
             if let Step::Run { binary, .. } = s {
