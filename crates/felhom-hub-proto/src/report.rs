@@ -276,8 +276,9 @@ pub struct RestoreTest {
     #[serde(default)]
     pub outcome: String,
     /// A stable code: for a failure the step that failed (`restore`, `isolate`, `start`,
-    /// `boot_timeout`, `stop`, `destroy`), for `skipped` why (`low_space`, `no_free_vmid`), for
-    /// `interrupted` what was found (`scratch_destroyed`, `scratch_left`); `null` for `ok`.
+    /// `boot_timeout`, `destroy`), for `skipped` why (`low_space`, `no_free_vmid`), for
+    /// `interrupted` what was found (`scratch_destroyed`, `scratch_left`, `scratch_absent`); `null`
+    /// for `ok`.
     #[serde(default)]
     pub reason: Option<String>,
     /// The failing step's error line (a PVE task's `TASK ERROR` text, a timeout); `null` when
