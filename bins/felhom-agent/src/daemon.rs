@@ -179,7 +179,6 @@ pub struct PollObserver {
 impl PollObserver {
     /// One beat ended (reported, or failed and logged by the loop).
     pub fn on_beat(&mut self, beat: &Beat<'_>) {
-        self.status.beat(beat.status);
         // Only a well-formed envelope gets here; only its explicit `blocked` changes the state.
         if let BeatOutcome::Reported { envelope, .. } = &beat.outcome {
             let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default();
@@ -190,6 +189,8 @@ impl PollObserver {
                 intent.observe(envelope);
             }
         }
+        // After the block: whoever waits for the first poll (restore tests) then sees it.
+        self.status.beat(beat.status);
         // Reconcile after each poll whatever the report did: desired state does not come from
         // the hub yet. (The reconciler itself skips the pass while the hub blocks this host.)
         self.wake.notify_one();
@@ -349,6 +350,10 @@ async fn run(
         blocked: {
             let status = Arc::clone(&status);
             Arc::new(move || status.blocked())
+        },
+        polled: {
+            let status = Arc::clone(&status);
+            Arc::new(move || status.polled())
         },
         stop: stop.clone(),
         probe: crash_at.clone().map(CrashAt::probe),

@@ -7,7 +7,8 @@
 //! journal-less daemon runs no restore test. Startup recovery runs even with the tests
 //! disabled: a scratch guest the journal proves is the agent's is cleaned up either way.
 //! A round starts when one is due (`every_hours` after the last recorded one, at once when
-//! none is); no test starts while the hub blocks the host. A stop abandons the round: its
+//! none is) and never before the first poll of the hub (which may answer that it blocks this
+//! host); no test starts while the hub blocks the host. A stop abandons the round: its
 //! scratch guest is destroyed at the next start and reported `interrupted`.
 
 use std::path::Path;
@@ -25,8 +26,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gate::DaemonGate;
 
-/// How often a blocked host looks again whether it may test.
-const BLOCKED_RECHECK: Duration = Duration::from_secs(60);
+/// How often a blocked host looks again whether it may test (an in-memory check).
+const BLOCKED_RECHECK: Duration = Duration::from_secs(5);
+/// How often the loop looks whether the first poll happened.
+const FIRST_POLL_RECHECK: Duration = Duration::from_millis(200);
+/// Pause before retrying a round that could not read the host.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Longest wait on one restore-test task (a large restore takes minutes).
 const TASK_WAIT: Duration = Duration::from_secs(30 * 60);
 
@@ -48,6 +53,9 @@ pub struct Inputs<'a> {
     pub journal: Option<SharedJournal>,
     pub journal_path: &'a Path,
     pub blocked: Blocked,
+    /// Whether the first poll of the hub was attempted: no round starts before the hub could
+    /// say it blocks this host.
+    pub polled: Blocked,
     pub stop: CancellationToken,
     pub probe: Option<StepProbe>,
 }
@@ -107,8 +115,8 @@ pub async fn start(i: Inputs<'_>) -> RestoreTail {
             every_hours = i.config.every.as_secs() / 3600,
             "restore tests enabled"
         );
-        let (blocked, stop) = (i.blocked, i.stop);
-        tokio::spawn(async move { run(tester, blocked, stop).await });
+        let (blocked, polled, stop) = (i.blocked, i.polled, i.stop);
+        tokio::spawn(async move { run(tester, blocked, polled, stop).await });
     }
     tail
 }
@@ -116,8 +124,15 @@ pub async fn start(i: Inputs<'_>) -> RestoreTail {
 async fn run(
     tester: RestoreTester<PveClient, DaemonGate>,
     blocked: Blocked,
+    polled: Blocked,
     stop: CancellationToken,
 ) {
+    while !polled() {
+        tokio::select! {
+            () = tokio::time::sleep(FIRST_POLL_RECHECK) => {}
+            () = stop.cancelled() => return,
+        }
+    }
     loop {
         let wait = if blocked() {
             BLOCKED_RECHECK
@@ -152,7 +167,7 @@ async fn run(
                 Err(e) => {
                     tracing::warn!(error = %e, "restore tests: round not run; retried later");
                     tokio::select! {
-                        () = tokio::time::sleep(BLOCKED_RECHECK) => {}
+                        () = tokio::time::sleep(RETRY_AFTER) => {}
                         () = stop.cancelled() => return,
                     }
                 }

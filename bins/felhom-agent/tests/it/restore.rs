@@ -145,3 +145,36 @@ async fn a_crash_mid_test_is_recovered_at_the_next_start_and_reported_interrupte
     let (journal, _) = OpJournal::open(env.path("journal.log")).unwrap();
     assert!(journal.in_flight().is_empty(), "{:?}", journal.in_flight());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_restore_test_runs_while_the_hub_blocks_the_host() {
+    let env = Env::start(1).await;
+    let mut envelope = env.hub.envelope();
+    envelope.blocked = Some(true);
+    env.hub.set_envelope(envelope.clone());
+    enable(&env);
+    let daemon = env.spawn(&[], &[FLOOR]);
+    // Several reports while blocked: no restore was attempted.
+    env.hub.wait_for_reports(4, WAIT).await.expect("reports");
+    let restores = |env: &Env| {
+        env.pve
+            .state()
+            .tasks()
+            .into_iter()
+            .filter(|t| t.task_type == "vzrestore")
+            .count()
+    };
+    assert_eq!(restores(&env), 0, "{}", daemon.log());
+    assert!(env
+        .hub
+        .reports()
+        .iter()
+        .all(|r| r.report.restore_tests.is_empty()));
+    // Unblocked: the round runs.
+    envelope.blocked = Some(false);
+    env.hub.set_envelope(envelope);
+    let (tests, _) = first_with_tests(&env).await;
+    let log = daemon.stop().await;
+    assert_eq!(tests[0].outcome, "ok", "{log}");
+    assert_eq!(restores(&env), 1, "{log}");
+}
