@@ -483,3 +483,51 @@ async fn a_guest_in_the_range_the_agent_did_not_create_is_never_destroyed_withou
         .iter()
         .any(|o| o.1 == "destroy_guest" && o.2 == Some(9000)));
 }
+
+#[tokio::test]
+async fn max_concurrent_two_uses_two_scratch_vmids_at_most() {
+    let config = SimConfig::default()
+        .guest(GuestSpec::new(102, "cache"))
+        .storage(
+            felhom_pve_sim::StorageSpec::dir("local", "/var/lib/vz")
+                .content(&["backup", "iso", "rootdir", "vztmpl"])
+                .volume(VolumeSpec::lxc_backup(
+                    100,
+                    felhom_pve_sim::DEFAULT_BACKUP_CTIME,
+                ))
+                .volume(VolumeSpec::lxc_backup(
+                    101,
+                    felhom_pve_sim::DEFAULT_BACKUP_CTIME,
+                ))
+                .volume(VolumeSpec::lxc_backup(
+                    102,
+                    felhom_pve_sim::DEFAULT_BACKUP_CTIME,
+                )),
+        );
+    let rig = Rig::new(config).await;
+    // Scratch guests alive at once, seen at each start.
+    let most = Arc::new(Mutex::new(0usize));
+    let probe = {
+        let (most, state) = (Arc::clone(&most), rig.host.sim.state());
+        StepProbe::new(move |step, _, action| {
+            if step == OpStep::AfterTaskEnd && action == "start" {
+                let alive = state.guests().iter().filter(|g| g.vmid >= 9000).count();
+                let mut m = most.lock().unwrap();
+                *m = (*m).max(alive);
+            }
+        })
+    };
+    let mut tester = rig.tester("9000-9009").with_probe(Some(probe));
+    tester.settings_mut().max_concurrent = 2;
+    let round = tester.run_round(never_blocked()).await.unwrap();
+    assert_eq!(round.results.len(), 3);
+    assert!(
+        round.results.iter().all(|r| r.outcome == Outcome::Ok),
+        "{round:?}"
+    );
+    let used: std::collections::BTreeSet<u32> =
+        round.results.iter().filter_map(|r| r.scratch).collect();
+    assert!(used.iter().all(|v| (9000..=9001).contains(v)), "{used:?}");
+    assert_eq!(*most.lock().unwrap(), 2, "two at once, never more");
+    assert!(rig.host.sim.state().guests().iter().all(|g| g.vmid < 9000));
+}
