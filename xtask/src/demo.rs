@@ -9,7 +9,7 @@
 //! desired-state file, a quiet second pass, a `GET /metrics` excerpt ([`metrics`]), and a clean
 //! SIGTERM; then the hub serving the desired state instead, and signed ops ([`hub_ops`]:
 //! pending, signed with ssh-keygen, executed once, replay refused, blocked, unblocked) before
-//! the hub-driven daemon stops.
+//! the hub-driven daemon stops; then a restore test ([`restore`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ use felhom_pve_sim::{GuestView, HubSim, HubSimConfig, PveSim, SimConfig};
 mod agent;
 mod hub_ops;
 mod metrics;
+mod restore;
 
 /// Longest any one step may run: the simulator's tasks take 50 ms, so a step that is still
 /// running after this is stuck.
@@ -55,6 +56,8 @@ enum Step {
         title: &'static str,
         step: hub_ops::HubOpsStep,
     },
+    /// The restore-test step ([`restore`]): a daemon of its own with restore tests enabled.
+    Restore { title: &'static str },
 }
 
 impl Step {
@@ -64,6 +67,7 @@ impl Step {
             | Step::Verify { title, .. }
             | Step::Agent { title, .. }
             | Step::HubOps { title, .. } => title,
+            Step::Restore { title } => title,
         }
     }
 }
@@ -105,6 +109,9 @@ fn steps() -> Vec<Step> {
     ]
     .into_iter()
     .chain(agent_steps())
+    .chain([Step::Restore {
+        title: restore::TITLE,
+    }])
     .collect()
 }
 
@@ -239,6 +246,7 @@ async fn run_step(demo: &Demo, step: &Step) -> Result<()> {
         }
         Step::Agent { step, .. } => agent::run(demo, *step).await,
         Step::HubOps { step, .. } => hub_ops::run(demo, *step).await,
+        Step::Restore { .. } => restore::run(demo).await,
     }
 }
 
@@ -332,14 +340,16 @@ mod tests {
             .iter()
             .all(|s| !matches!(s, Step::Agent { .. })));
         assert!(matches!(
-            steps.last(),
+            steps.iter().rfind(|s| matches!(s, Step::Agent { .. })),
             Some(Step::Agent {
                 step: agent::AgentStep::HubStop,
                 ..
             })
         ));
-        // The hub-ops story runs while the hub-driven daemon does: right before its stop.
-        let n = steps.len();
+        // The hub-ops story runs while the hub-driven daemon does: right before its stop; the
+        // restore test (a daemon of its own) comes last.
+        assert!(matches!(steps.last(), Some(Step::Restore { .. })));
+        let n = steps.len() - 1;
         let ops = hub_ops::HubOpsStep::all().len();
         assert!(steps[n - 1 - ops..n - 1]
             .iter()

@@ -5,7 +5,9 @@
 //! another live agent: exit 2; cannot open: journal-less mode, loudly, in `STATUS=` and every
 //! report) → the hub's persisted block → the reversibility gate (signers, nonce store, audit
 //! log: see [`crate::gate`])
-//! → RECOVERY of in-flight ops, before anything can mutate → the heartbeat loop (first report
+//! → RECOVERY of in-flight ops, before anything can mutate → restore tests' recovery of a
+//! scratch guest a crash left (and their round loop, when enabled: [`crate::restore`]) → the
+//! heartbeat loop (first report
 //! at once, then on the hub's cadence) and the reconcile loop (one pass after each poll, then
 //! nonce pruning) → `READY=1` once the first poll was attempted.
 //!
@@ -181,7 +183,6 @@ pub struct PollObserver {
 impl PollObserver {
     /// One beat ended (reported, or failed and logged by the loop).
     pub fn on_beat(&mut self, beat: &Beat<'_>) {
-        self.status.beat(beat.status);
         metrics::observe_beat(
             &self.metrics,
             beat,
@@ -197,6 +198,8 @@ impl PollObserver {
                 intent.observe(envelope);
             }
         }
+        // After the block: whoever waits for the first poll (restore tests) then sees it.
+        self.status.beat(beat.status);
         // Reconcile after each poll whatever the report did (a file's desired state, or the
         // last held hub state during an outage). The reconciler skips the pass, the desired-
         // state fetch and signed ops while the hub blocks this host.
@@ -352,6 +355,28 @@ async fn run(
 
     let queue = Queue::new(NonZeroUsize::new(QUEUE_CONCURRENCY).unwrap_or(NonZeroUsize::MIN));
     let engine_cancel = CancellationToken::new();
+    let stop = CancellationToken::new();
+    // Restore tests: leftover scratch guests recovered before the loops (see `restore`).
+    let restore_tail = crate::restore::start(crate::restore::Inputs {
+        config: &config.restore_tests,
+        api: Arc::clone(&api),
+        gate: gate.gate.clone(),
+        queue: queue.clone(),
+        journal: journal.clone(),
+        journal_path: &config.journal.path,
+        blocked: {
+            let status = Arc::clone(&status);
+            Arc::new(move || status.blocked())
+        },
+        polled: {
+            let status = Arc::clone(&status);
+            Arc::new(move || status.polled())
+        },
+        stop: stop.clone(),
+        probe: crash_at.clone().and_then(CrashAt::probe),
+        metrics: metrics.clone(),
+    })
+    .await;
     let engine = Engine::new(Arc::clone(&api), queue.clone(), journal.clone())
         .with_options(EngineOptions {
             cancel: engine_cancel.clone(),
@@ -389,7 +414,6 @@ async fn run(
         metrics: metrics.clone(),
     });
 
-    let stop = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let mut observer = PollObserver {
         status: Arc::clone(&status),
@@ -416,6 +440,7 @@ async fn run(
         Some(reason) => JournalStatus::journal_less(reason),
     };
     settings.collect.audit_tail = gate.tail.clone();
+    settings.collect.restore_tests = restore_tail;
     let mut heartbeat_task: JoinHandle<()> = tokio::spawn({
         let api = Arc::clone(&api);
         let stop = stop.clone();

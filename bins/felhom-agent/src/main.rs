@@ -17,6 +17,7 @@ mod logging;
 mod metrics;
 mod notify;
 mod reconcile;
+mod restore;
 mod setup;
 mod signals;
 mod status;

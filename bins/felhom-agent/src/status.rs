@@ -79,6 +79,11 @@ impl DaemonStatus {
         self.lock().heartbeat = Some(heartbeat.clone());
     }
 
+    /// Whether a first poll of the hub was attempted (its block state is then known).
+    pub fn polled(&self) -> bool {
+        self.lock().heartbeat.is_some()
+    }
+
     /// Whether the hub's last answer blocked this host (then no desired state is applied).
     pub fn blocked(&self) -> bool {
         self.lock().blocked

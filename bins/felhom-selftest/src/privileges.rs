@@ -225,6 +225,7 @@ mod tests {
         "VM.Backup",
         "VM.Config.CPU",
         "VM.Config.Memory",
+        "VM.Config.Network",
         "VM.Config.Options",
         "VM.PowerMgmt",
         "VM.Snapshot",
@@ -366,6 +367,9 @@ mod tests {
                 "snapshot / rollback",
                 "backup",
                 "restore / create",
+                // not in SPEC §2's table: restore tests (issue 16) strip the scratch guest's
+                // network, which PVE checks as VM.Config.Network
+                "restore test isolation",
                 "destroy"
             ]
         );

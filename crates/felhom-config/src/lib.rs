@@ -27,6 +27,7 @@ use felhom_hub::hub::HubClientConfig;
 use felhom_metrics::ListenAddr;
 use felhom_proxmox::{ApiToken, ApiUrl};
 use felhom_types::HttpsUrl;
+pub use felhom_types::VmidRange;
 
 mod env;
 mod file;
@@ -73,6 +74,8 @@ pub struct Config {
     pub journal: JournalConfig,
     /// Desired state.
     pub reconcile: ReconcileConfig,
+    /// Restore tests of backups (off by default).
+    pub restore_tests: RestoreTestsConfig,
     /// Logging.
     pub log: LogConfig,
     /// The Prometheus endpoint.
@@ -178,6 +181,40 @@ pub struct ReconcileConfig {
     /// `reconcile.source`: where desired state comes from. Default: `hub` when a hub is
     /// configured and no file is set, else `file`.
     pub source: ReconcileSource,
+}
+
+/// Section `restore_tests`: the agent restores each guest's latest backup into a scratch
+/// guest of its reserved range, boots it without network, and destroys it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreTestsConfig {
+    /// `restore_tests.enabled` (default `false`).
+    pub enabled: bool,
+    /// `restore_tests.every_hours` (default 24, 1..=720): time between rounds.
+    pub every: Duration,
+    /// `restore_tests.storage`: where the scratch guests' volumes go (a PVE storage id with
+    /// `rootdir` content). Required when enabled.
+    pub storage: Option<String>,
+    /// `restore_tests.vmid_range` (`"FIRST-LAST"`, default `"9000-9099"`): the only vmids a
+    /// restore test ever creates or destroys. Must hold at least `max_concurrent` vmids.
+    pub vmid_range: VmidRange,
+    /// `restore_tests.boot_timeout_seconds` (default 120, 10..=3600): how long a restored guest
+    /// has to be running with a pid and a positive uptime after its start task ended.
+    pub boot_timeout: Duration,
+    /// `restore_tests.max_concurrent` (default 1, 1..=4): tests running at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for RestoreTestsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            every: Duration::from_secs(24 * 3600),
+            storage: None,
+            vmid_range: VmidRange::new(9000, 9099).expect("a valid range"),
+            boot_timeout: Duration::from_secs(120),
+            max_concurrent: 1,
+        }
+    }
 }
 
 /// `reconcile.source`.

@@ -87,6 +87,18 @@ impl Redacted<'_> {
                 "source": c.reconcile.source.as_str(),
             }),
         );
+        let r = &c.restore_tests;
+        root.insert(
+            "restore_tests".into(),
+            serde_json::json!({
+                "enabled": r.enabled,
+                "every_hours": r.every.as_secs() / 3600,
+                "storage": r.storage,
+                "vmid_range": r.vmid_range.to_string(),
+                "boot_timeout_seconds": r.boot_timeout.as_secs(),
+                "max_concurrent": r.max_concurrent,
+            }),
+        );
         root.insert(
             "log".into(),
             serde_json::json!({ "level": c.log.level.as_str(), "format": c.log.format.as_str() }),

@@ -14,10 +14,11 @@ use felhom_types::HttpsUrl;
 use serde_json::{Map, Value};
 
 use crate::suggest::nearest;
+use crate::VmidRange;
 use crate::{
     AuthzConfig, Config, HubConfig, JournalConfig, LogConfig, LogFormat, LogLevel, MetricsConfig,
-    Problem, ProxmoxConfig, ReconcileConfig, ReconcileSource, DEFAULT_JOURNAL_FILE_NAME,
-    DEFAULT_NONCE_STORE,
+    Problem, ProxmoxConfig, ReconcileConfig, ReconcileSource, RestoreTestsConfig,
+    DEFAULT_JOURNAL_FILE_NAME, DEFAULT_NONCE_STORE,
 };
 
 const DEFAULT_PROXMOX_TIMEOUT_SECONDS: u64 = 30;
@@ -160,6 +161,7 @@ pub(crate) fn config(doc: &Value, ctx: &mut Ctx) -> Option<Config> {
             "authz",
             "journal",
             "reconcile",
+            "restore_tests",
             "log",
             "metrics",
         ],
@@ -187,6 +189,7 @@ pub(crate) fn config(doc: &Value, ctx: &mut Ctx) -> Option<Config> {
         top.get("reconcile").unwrap_or(&empty),
         top.get("hub").is_some(),
     );
+    let restore_tests = restore_tests_section(ctx, top.get("restore_tests").unwrap_or(&empty));
     let log = log_section(ctx, top.get("log").unwrap_or(&empty));
     let metrics = metrics_section(ctx, top.get("metrics").unwrap_or(&empty));
     Some(Config {
@@ -195,6 +198,7 @@ pub(crate) fn config(doc: &Value, ctx: &mut Ctx) -> Option<Config> {
         authz: authz?,
         journal: journal?,
         reconcile: reconcile?,
+        restore_tests: restore_tests?,
         log: log?,
         metrics: metrics?,
     })
@@ -582,6 +586,101 @@ fn reconcile_section(ctx: &mut Ctx, v: &Value, has_hub: bool) -> Option<Reconcil
         desired_state_file,
         source,
     })
+}
+
+const EVERY_HOURS_RANGE: (u64, u64) = (1, 720);
+const BOOT_TIMEOUT_RANGE: (u64, u64) = (10, 3600);
+const MAX_CONCURRENT_RANGE: (u64, u64) = (1, 4);
+
+fn restore_tests_section(ctx: &mut Ctx, v: &Value) -> Option<RestoreTestsConfig> {
+    let o = Obj::new(
+        ctx,
+        "restore_tests",
+        v,
+        &[
+            "enabled",
+            "every_hours",
+            "storage",
+            "vmid_range",
+            "boot_timeout_seconds",
+            "max_concurrent",
+        ],
+    )?;
+    let d = RestoreTestsConfig::default();
+    let enabled = match o.get("enabled") {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            ctx.add(
+                &o.key("enabled"),
+                format!("expected true or false, got {}", kind(other)),
+            );
+            None
+        }
+    };
+    let every_hours = o.seconds(ctx, "every_hours", 24, EVERY_HOURS_RANGE);
+    let boot = o.seconds(
+        ctx,
+        "boot_timeout_seconds",
+        d.boot_timeout.as_secs(),
+        BOOT_TIMEOUT_RANGE,
+    );
+    let max_concurrent = o.seconds(ctx, "max_concurrent", 1, MAX_CONCURRENT_RANGE);
+    let storage = match o.string(ctx, "storage", false) {
+        None if o.get("storage").is_some() => return None,
+        None => {
+            if enabled == Some(true) {
+                ctx.add(
+                    &o.key("storage"),
+                    "required when restore_tests.enabled is true",
+                );
+                return None;
+            }
+            None
+        }
+        Some(s) => Some(domain(ctx, &o.key("storage"), storage_id(s))?.to_owned()),
+    };
+    let vmid_range = match o.string(ctx, "vmid_range", false) {
+        None if o.get("vmid_range").is_some() => return None,
+        None => d.vmid_range,
+        Some(s) => domain(ctx, &o.key("vmid_range"), s.parse::<VmidRange>())?,
+    };
+    let max_concurrent = usize::try_from(max_concurrent?).ok()?;
+    if (vmid_range.len() as usize) < max_concurrent {
+        ctx.add(
+            &o.key("vmid_range"),
+            format!(
+                "holds {} vmid(s), fewer than restore_tests.max_concurrent ({max_concurrent})",
+                vmid_range.len()
+            ),
+        );
+        return None;
+    }
+    Some(RestoreTestsConfig {
+        enabled: enabled?,
+        every: Duration::from_secs(every_hours? * 3600),
+        storage,
+        vmid_range,
+        boot_timeout: Duration::from_secs(boot?),
+        max_concurrent,
+    })
+}
+
+/// A PVE storage id (`pve-storage-id`: a letter, then letters, digits, `-`, `_`, `.`; at most
+/// 64 characters here).
+fn storage_id(s: &str) -> Result<&str, String> {
+    let ok = s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(s)
+    } else {
+        Err(format!(
+            "expected a storage id (a letter, then letters, digits, '-', '_' or '.'), got {:?}",
+            s.chars().take(64).collect::<String>()
+        ))
+    }
 }
 
 fn log_section(ctx: &mut Ctx, v: &Value) -> Option<LogConfig> {

@@ -1206,6 +1206,10 @@ fn the_redacted_display_is_the_whole_effective_config() {
             "authz": {"nonce_store": DEFAULT_NONCE_STORE, "signers": []},
             "journal": {"path": "/var/lib/felhom-agent/journal.log"},
             "reconcile": {"desired_state_file": null, "source": "hub"},
+            "restore_tests": {
+                "enabled": false, "every_hours": 24, "storage": null, "vmid_range": "9000-9099",
+                "boot_timeout_seconds": 120, "max_concurrent": 1
+            },
             "log": {"level": "info", "format": "text"},
             "metrics": {"listen": null}
         })
@@ -1610,5 +1614,92 @@ fn metrics_listen_is_off_by_default_and_a_literal_address() {
         p[0].starts_with("metrics.listen: expected IP:PORT")
             && p[0].ends_with("(set by FELHOM_AGENT_METRICS_LISTEN)"),
         "{p:?}"
+    );
+}
+
+// --- restore_tests ------------------------------------------------------------------------
+
+#[test]
+fn restore_tests_default_off_and_parse_into_domain_types() {
+    let c = load(&valid()).unwrap();
+    assert_eq!(c.restore_tests, RestoreTestsConfig::default());
+    assert!(!c.restore_tests.enabled);
+    assert_eq!(c.restore_tests.vmid_range.to_string(), "9000-9099");
+
+    let mut doc = valid();
+    doc["restore_tests"] = json!({
+        "enabled": true, "every_hours": 6, "storage": "local-lvm", "vmid_range": "9500-9503",
+        "boot_timeout_seconds": 30, "max_concurrent": 2
+    });
+    let r = load(&doc).unwrap().restore_tests;
+    assert!(r.enabled);
+    assert_eq!(r.every, Duration::from_secs(6 * 3600));
+    assert_eq!(r.storage.as_deref(), Some("local-lvm"));
+    assert_eq!((r.vmid_range.first(), r.vmid_range.last()), (9500, 9503));
+    assert_eq!(r.boot_timeout, Duration::from_secs(30));
+    assert_eq!(r.max_concurrent, 2);
+
+    // the environment overlay reaches every key
+    let r = load_with(
+        &valid(),
+        &[
+            ("FELHOM_AGENT_RESTORE_TESTS_ENABLED", "true"),
+            ("FELHOM_AGENT_RESTORE_TESTS_STORAGE", "scratch"),
+            ("FELHOM_AGENT_RESTORE_TESTS_VMID_RANGE", "9100-9100"),
+        ],
+    )
+    .unwrap()
+    .restore_tests;
+    assert!(r.enabled);
+    assert_eq!(r.storage.as_deref(), Some("scratch"));
+    assert_eq!(r.vmid_range.len(), 1);
+}
+
+#[test]
+fn restore_tests_problems_name_their_key() {
+    let rt = |v: Value| {
+        let mut doc = valid();
+        doc["restore_tests"] = v;
+        problems(&doc)
+    };
+    assert_eq!(
+        rt(json!({"enabled": true})),
+        ["restore_tests.storage: required when restore_tests.enabled is true"]
+    );
+    assert_eq!(
+        rt(json!({"vmid_range": "9099-9000"})),
+        ["restore_tests.vmid_range: first 9099 is above last 9000"]
+    );
+    assert_eq!(
+        rt(json!({"vmid_range": "9000"})),
+        ["restore_tests.vmid_range: expected \"FIRST-LAST\" (e.g. \"9000-9099\"), got \"9000\""]
+    );
+    assert_eq!(
+        rt(json!({"vmid_range": "10-20"})),
+        ["restore_tests.vmid_range: each end must be between 100 and 999999999, got 10"]
+    );
+    assert_eq!(
+        rt(json!({"vmid_range": "9000-9000", "max_concurrent": 2})),
+        ["restore_tests.vmid_range: holds 1 vmid(s), fewer than restore_tests.max_concurrent (2)"]
+    );
+    assert_eq!(
+        rt(json!({"every_hours": 0, "boot_timeout_seconds": 5, "max_concurrent": 9})),
+        [
+            "restore_tests.every_hours: must be between 1 and 720, got 0",
+            "restore_tests.boot_timeout_seconds: must be between 10 and 3600, got 5",
+            "restore_tests.max_concurrent: must be between 1 and 4, got 9",
+        ]
+    );
+    assert_eq!(
+        rt(json!({"enabled": "yes", "storage": "9bad/id"})),
+        [
+            "restore_tests.enabled: expected true or false, got a string",
+            "restore_tests.storage: expected a storage id (a letter, then letters, digits, '-', \
+             '_' or '.'), got \"9bad/id\"",
+        ]
+    );
+    assert_eq!(
+        rt(json!({"vmid_rnage": "1-2"})),
+        ["restore_tests.vmid_rnage: unknown key (did you mean vmid_range?)"]
     );
 }

@@ -38,7 +38,7 @@ pub struct HostReport {
     /// vzdump backups found on the node's backup-capable storages.
     #[serde(default, deserialize_with = "null_as_default")]
     pub backups: Vec<BackupEntry>,
-    /// Reserved: the agent sends `[]` today. Results of test restores of backups.
+    /// Results of test restores of backups: the latest per source guest (see [`RestoreTest`]).
     #[serde(default, deserialize_with = "null_as_default")]
     pub restore_tests: Vec<RestoreTest>,
     /// Reserved: the agent sends `[]` today. Snapshots held on a Proxmox Backup Server.
@@ -253,19 +253,50 @@ pub struct BackupEntry {
     pub notes: Option<String>,
 }
 
-/// Reserved: the agent sends `[]` today. The outcome of a test restore of one backup.
+/// The outcome of a test restore of one backup: the backup was restored into a scratch guest
+/// (no network), started, checked running, stopped and destroyed. The report carries the latest
+/// result per source guest (bounded; see the agent's `restore_tests` config).
+///
+/// The first five fields are the original contract; the rest were added (issue 16) with
+/// defaults, so a report from an older agent still reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreTest {
     /// The backup that was restored (a [`BackupEntry::volid`]).
     pub volid: String,
     /// The guest the backup belongs to.
     pub vmid: u32,
-    /// When the test finished.
+    /// When the test finished (or was skipped).
     pub tested_at: Timestamp,
-    /// Whether the restore and its checks succeeded.
+    /// Whether the restore and its checks succeeded (`outcome` is `ok`).
     pub ok: bool,
     /// A one-line human summary (the failing step, or what was checked).
     pub detail: String,
+    /// `ok`, `restore_failed`, `boot_failed`, `cleanup_failed`, `interrupted` or `skipped`
+    /// (open set: read as text). Empty from an older agent.
+    #[serde(default)]
+    pub outcome: String,
+    /// A stable code: for a failure the step that failed (`restore`, `isolate`, `start`,
+    /// `boot_timeout`, `destroy`), for `skipped` why (`low_space`, `no_free_vmid`), for
+    /// `interrupted` what was found (`scratch_destroyed`, `scratch_left`, `scratch_absent`); `null`
+    /// for `ok`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The failing step's error line (a PVE task's `TASK ERROR` text, a timeout); `null` when
+    /// nothing failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The backup's creation time, Unix seconds (its [`BackupEntry::ctime`]).
+    #[serde(default)]
+    pub backup_ctime: u64,
+    /// The scratch guest the backup was restored into; `null` when none was created.
+    #[serde(default)]
+    pub scratch_vmid: Option<u32>,
+    /// When the test started; `null` from an older agent.
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    /// Whole seconds from start to finish.
+    #[serde(default)]
+    pub duration_seconds: u64,
 }
 
 /// Reserved: the agent sends `[]` today. One backup snapshot on a Proxmox Backup Server.

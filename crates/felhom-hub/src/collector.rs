@@ -215,39 +215,56 @@ pub struct CollectOptions {
     /// `HostReport::audit_tail`: read at each collection from the daemon's durable audit log
     /// (the reversibility gate's latest decisions); none → `[]`.
     pub audit_tail: AuditTail,
+    /// `HostReport::restore_tests`: read at each collection from the daemon's restore-test
+    /// results (the latest per source guest); none → `[]`.
+    pub restore_tests: RestoreTail,
 }
 
-/// Where a report's `audit_tail` comes from: a reader of the daemon's audit log.
-#[derive(Clone, Default)]
-pub struct AuditTail(
-    Option<std::sync::Arc<dyn Fn() -> Vec<felhom_hub_proto::AuditEntry> + Send + Sync>>,
-);
+/// A collection the daemon keeps and a report copies at each collection: a reader of one of
+/// its durable logs (the gate's audit, the restore-test results).
+pub struct Tail<T>(Option<std::sync::Arc<dyn Fn() -> Vec<T> + Send + Sync>>);
 
-impl AuditTail {
+/// Where a report's `audit_tail` comes from: a reader of the daemon's audit log.
+pub type AuditTail = Tail<felhom_hub_proto::AuditEntry>;
+
+/// Where a report's `restore_tests` come from: a reader of the daemon's restore-test results.
+pub type RestoreTail = Tail<felhom_hub_proto::RestoreTest>;
+
+impl<T> Tail<T> {
     /// A tail read by `read` at each collection.
-    pub fn new(
-        read: impl Fn() -> Vec<felhom_hub_proto::AuditEntry> + Send + Sync + 'static,
-    ) -> Self {
-        AuditTail(Some(std::sync::Arc::new(read)))
+    pub fn new(read: impl Fn() -> Vec<T> + Send + Sync + 'static) -> Self {
+        Tail(Some(std::sync::Arc::new(read)))
     }
 
     /// The entries now (`[]` without a reader).
-    pub fn read(&self) -> Vec<felhom_hub_proto::AuditEntry> {
+    pub fn read(&self) -> Vec<T> {
         self.0.as_ref().map(|read| read()).unwrap_or_default()
     }
 }
 
-impl std::fmt::Debug for AuditTail {
+impl<T> Default for Tail<T> {
+    fn default() -> Self {
+        Tail(None)
+    }
+}
+
+impl<T> Clone for Tail<T> {
+    fn clone(&self) -> Self {
+        Tail(self.0.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for Tail<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_some() {
-            "AuditTail(reader)"
+            "Tail(reader)"
         } else {
-            "AuditTail(none)"
+            "Tail(none)"
         })
     }
 }
 
-impl PartialEq for AuditTail {
+impl<T> PartialEq for Tail<T> {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             (None, None) => true,
@@ -257,7 +274,7 @@ impl PartialEq for AuditTail {
     }
 }
 
-impl Eq for AuditTail {}
+impl<T> Eq for Tail<T> {}
 
 impl CollectOptions {
     /// This crate's version as the agent version, [`DEFAULT_CONFIG_CONCURRENCY`].
@@ -268,6 +285,7 @@ impl CollectOptions {
             concurrency: DEFAULT_CONFIG_CONCURRENCY,
             journal: JournalStatus::default(),
             audit_tail: AuditTail::default(),
+            restore_tests: RestoreTail::default(),
         }
     }
 }
@@ -363,6 +381,7 @@ where
     report.backups = backups;
     report.journal = options.journal.clone();
     report.audit_tail = options.audit_tail.read();
+    report.restore_tests = options.restore_tests.read();
     Ok((report, stats))
 }
 

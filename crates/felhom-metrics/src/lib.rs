@@ -294,17 +294,20 @@ pub enum RestoreOutcome {
     Interrupted,
     /// Not run: too little free space on the scratch storage.
     SkippedLowSpace,
+    /// Not run: every vmid of the scratch range is taken.
+    SkippedNoFreeVmid,
 }
 
 impl RestoreOutcome {
     /// Every outcome.
-    pub const ALL: [RestoreOutcome; 6] = [
+    pub const ALL: [RestoreOutcome; 7] = [
         RestoreOutcome::Ok,
         RestoreOutcome::RestoreFailed,
         RestoreOutcome::BootFailed,
         RestoreOutcome::CleanupFailed,
         RestoreOutcome::Interrupted,
         RestoreOutcome::SkippedLowSpace,
+        RestoreOutcome::SkippedNoFreeVmid,
     ];
 
     /// The label value.
@@ -316,6 +319,7 @@ impl RestoreOutcome {
             RestoreOutcome::CleanupFailed => "cleanup_failed",
             RestoreOutcome::Interrupted => "interrupted",
             RestoreOutcome::SkippedLowSpace => "skipped_low_space",
+            RestoreOutcome::SkippedNoFreeVmid => "skipped_no_free_vmid",
         }
     }
 }

@@ -114,6 +114,12 @@ pub const CAPABILITIES: &[Capability] = &[
         ],
     },
     Capability {
+        name: "restore test isolation",
+        // A restore test deletes every `netN` of its scratch guest before starting it
+        // (`PUT …/config` `delete=net0,…`): PVE checks VM.Config.Network per network key.
+        needs: &[need("VM.Config.Network", Scope::EveryGuest)],
+    },
+    Capability {
         name: "destroy",
         // `DELETE /nodes/{node}/lxc/{vmid}` checks VM.Allocate on /vms/{vmid} (signed ops and
         // the cleanup of a restore test).
@@ -273,6 +279,7 @@ mod tests {
                 "VM.Backup",
                 "VM.Config.CPU",
                 "VM.Config.Memory",
+                "VM.Config.Network",
                 "VM.Config.Options",
                 "VM.PowerMgmt",
                 "VM.Snapshot",
@@ -283,7 +290,7 @@ mod tests {
             role_add_command(),
             "pveum role add FelhomAgent --privs \"Datastore.AllocateSpace,Datastore.Audit,\
              Sys.Audit,VM.Allocate,VM.Audit,VM.Backup,VM.Config.CPU,VM.Config.Memory,\
-             VM.Config.Options,VM.PowerMgmt,VM.Snapshot,VM.Snapshot.Rollback\""
+             VM.Config.Network,VM.Config.Options,VM.PowerMgmt,VM.Snapshot,VM.Snapshot.Rollback\""
         );
         // Nobody asked for `PVEAuditor` alone: it lacks everything that changes a guest.
         for p in [

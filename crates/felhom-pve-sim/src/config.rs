@@ -29,6 +29,7 @@ pub const AGENT_PRIVILEGES: &[&str] = &[
     "VM.Backup",
     "VM.Config.CPU",
     "VM.Config.Memory",
+    "VM.Config.Network",
     "VM.Config.Options",
     "VM.PowerMgmt",
     "VM.Snapshot",

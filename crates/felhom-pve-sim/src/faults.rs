@@ -113,6 +113,8 @@ struct FaultState {
     task_faults: BTreeMap<String, TaskFault>,
     /// Keyed by (task type, worker id): wins over `task_faults`.
     task_faults_of: BTreeMap<(String, String), TaskFault>,
+    /// Guests whose container exits right after a successful start.
+    exit_after_start: std::collections::BTreeSet<u32>,
     task_durations: BTreeMap<String, Duration>,
     all_task_duration: Option<Duration>,
     hidden_polls: u32,
@@ -197,11 +199,19 @@ impl Faults {
         );
     }
 
-    /// Removes task outcome faults.
+    /// Starts of guest `vmid` succeed (`vzstart` ends `OK`) but its container exits at once:
+    /// the guest reads back stopped, with no pid (a restore test's "boots, then dies"). Stays
+    /// until cleared by [`Faults::clear_task_faults`].
+    pub fn exit_after_start(&self, vmid: u32) {
+        self.lock().exit_after_start.insert(vmid);
+    }
+
+    /// Removes task outcome faults (and [`Faults::exit_after_start`]).
     pub fn clear_task_faults(&self) {
         let mut s = self.lock();
         s.task_faults.clear();
         s.task_faults_of.clear();
+        s.exit_after_start.clear();
     }
 
     /// Tasks of `task_type` (or, with `None`, of every type) started from now on run for
@@ -280,6 +290,10 @@ impl Faults {
         true
     }
 
+    pub(crate) fn exits_after_start(&self, vmid: u32) -> bool {
+        self.lock().exit_after_start.contains(&vmid)
+    }
+
     pub(crate) fn task_fault(&self, task_type: &str, id: &str) -> Option<TaskFault> {
         let s = self.lock();
         s.task_faults_of
@@ -350,6 +364,8 @@ mod tests {
             Duration::from_secs(5)
         );
         assert_eq!(f.task_duration("vzstart", Duration::ZERO), Duration::ZERO);
+        f.exit_after_start(9000);
+        assert!(f.exits_after_start(9000) && !f.exits_after_start(100));
         f.fail_tasks("vzstart", "boom");
         assert_eq!(
             f.task_fault("vzstart", "100"),
@@ -369,6 +385,7 @@ mod tests {
         f.clear();
         assert_eq!(f.task_fault("vzstart", "100"), None);
         assert_eq!(f.task_fault("vzstart", "9000"), None);
+        assert!(!f.exits_after_start(9000));
         assert_eq!(f.task_duration("vzdump", Duration::ZERO), Duration::ZERO);
     }
 }

@@ -14,6 +14,9 @@
 //! journal-wrapped execution through the injected [`executor`], a crash fault seam) and the
 //! persisted [`signers`] set a `rotate_signers` installs.
 //!
+//! [`restore_test`]: restore each guest's latest backup into a scratch guest of a reserved
+//! range, boot it without network, destroy it (benign only by the journal's provenance).
+//!
 //! The gate's property test at scale (a smaller count runs by default):
 //! `PROPTEST_CASES=10000 cargo test --release -p felhom-reconcile gate_props`.
 //!
@@ -36,6 +39,7 @@ pub mod normalize;
 pub mod plan;
 pub mod queue;
 pub mod recovery;
+pub mod restore_test;
 pub mod signed;
 pub mod signers;
 

@@ -278,7 +278,8 @@ mod tests {
 
     #[test]
     fn unit_environment_lines_split_into_assignments() {
-        let unit = "[Service]\nEnvironment=A=1 \"B=two words\"\n# Environment=C=3\nEnvironment=D=x:y=z\n";
+        let unit =
+            "[Service]\nEnvironment=A=1 \"B=two words\"\n# Environment=C=3\nEnvironment=D=x:y=z\n";
         let env = parse_unit_environment(unit).unwrap();
         let want = [("A", "1"), ("B", "two words"), ("D", "x:y=z")];
         assert_eq!(env.len(), want.len());

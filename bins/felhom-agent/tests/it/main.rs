@@ -9,6 +9,7 @@ mod hostile;
 mod hub_intent;
 mod journal_cmd;
 mod metrics;
+mod restore;
 mod signed_ops;
 mod support;
 mod verify_op;

@@ -19,14 +19,15 @@ async fn the_agent_token_is_ready_for_everything() {
         .expect_stdout("[ ok ] snapshot / rollback: ready")
         .expect_stdout("[ ok ] backup: ready")
         .expect_stdout("[ ok ] restore / create: ready")
+        .expect_stdout("[ ok ] restore test isolation: ready (VM.Config.Network on /vms)")
         .expect_stdout("[ ok ] destroy: ready (VM.Allocate on /vms)")
-        .expect_stdout("\n7 passed, 0 failed\n");
+        .expect_stdout("\n8 passed, 0 failed\n");
     assert!(!run.stdout.contains("fix:"), "{}", run.stdout);
     let json = host.run(&["--json", "privileges"]).await;
     json.expect_code(0);
     let doc = json.json();
     assert_eq!(doc["command"], "privileges");
-    assert_eq!(doc["checks"].as_array().unwrap().len(), 7);
+    assert_eq!(doc["checks"].as_array().unwrap().len(), 8);
     assert!(doc.get("fix").is_none(), "{doc}");
 }
 
@@ -37,7 +38,7 @@ async fn a_missing_privilege_is_named_with_its_path() {
     run.expect_code(1)
         .expect_stdout("[FAIL] snapshot / rollback: missing VM.Snapshot on /vms\n")
         .expect_stdout("[ ok ] start / stop: ready")
-        .expect_stdout("\n6 passed, 1 failed\n")
+        .expect_stdout("\n7 passed, 1 failed\n")
         // The exact commands that would fix it, for the configured token and its user.
         .expect_stdout(&format!(
             "fix:\n  # the role (if FelhomAgent exists already: {})\n  {}\n  \

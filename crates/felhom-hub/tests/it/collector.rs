@@ -332,16 +332,21 @@ async fn config_reads_are_bounded() {
     assert_eq!(narrow.max_in_flight(), 3);
 
     // The audit tail is read from its reader at each collection.
-    let entry = felhom_hub_proto::golden::sample_host_report().audit_tail[0].clone();
-    let shown = entry.clone();
+    // So are the restore-test results.
+    let sample = felhom_hub_proto::golden::sample_host_report();
+    let entry = sample.audit_tail[0].clone();
+    let tested = sample.restore_tests.clone();
+    let (shown, shown_tests) = (entry.clone(), tested.clone());
     let options = CollectOptions {
         audit_tail: collector::AuditTail::new(move || vec![shown.clone()]),
+        restore_tests: collector::RestoreTail::new(move || shown_tests.clone()),
         ..CollectOptions::new("pve-01")
     };
     let r = collector::collect_with(&narrow, &FixedProber(ServiceState::Active), &options, at())
         .await
         .unwrap();
     assert_eq!(r.audit_tail, [entry]);
+    assert_eq!(r.restore_tests, tested);
     // Zero is taken as one, not as "no reads".
     let serial = CountingApi::gated(support::pve_client(&pve), 1);
     let options = CollectOptions {

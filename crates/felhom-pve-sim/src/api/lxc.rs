@@ -489,6 +489,7 @@ pub(super) fn start(ctx: &mut Ctx<'_>) -> ApiResult {
         return Ok(Reply::data(json!(upid)));
     }
     let no_config = ctx.no_config(vmid);
+    let exits = ctx.faults.exits_after_start(vmid);
     let upid = ctx.inner.spawn_task(
         ctx.faults,
         "vzstart",
@@ -503,7 +504,8 @@ pub(super) fn start(ctx: &mut Ctx<'_>) -> ApiResult {
                 let now = inner.clock.now();
                 let pid = inner.next_guest_pid();
                 let g = inner.guests.get_mut(&vmid).ok_or(no_config)?;
-                g.running = true;
+                // an injected init that exits at once: started, and stopped again
+                g.running = !exits;
                 g.started_at = now;
                 g.pid = pid;
                 Ok(())

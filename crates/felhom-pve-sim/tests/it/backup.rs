@@ -239,7 +239,11 @@ async fn create_from_a_template_and_destroy() {
     assert_eq!(g.config["ostype"], "debian");
     assert_eq!(g.config["memory"], "256");
     // options are checked one by one: hostname and rootfs are network and disk settings
+    // (a token without VM.Config.Network: the agent's role has it for restore tests)
     let tmpl = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst";
+    sim.state()
+        .add_token(token_without("felhom@pve!nonet", "VM.Config.Network"));
+    let c = Client::token(&sim, "felhom@pve!nonet", "pw");
     let r = c
         .post(
             "/nodes/pve/lxc",

@@ -6,5 +6,6 @@ mod gate;
 mod gate_props;
 mod pipeline;
 mod recovery;
+mod restore;
 mod signing;
 mod support;
