@@ -11,22 +11,10 @@ use felhom_testkit::metrics::{self, Scrape};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Daemon, Env};
+use crate::support::Env;
 
 const FLOOR: [(&str, &str); 1] = [("FELHOM_AGENT_TEST_POLL_FLOOR_MS", "200")];
 const WAIT: Duration = Duration::from_secs(25);
-
-/// The address the daemon logged for its listener (`metrics.listen` with port 0).
-async fn metrics_addr(daemon: &Daemon) -> String {
-    daemon
-        .wait_for_lines(&["metrics listening on http://"], 1, WAIT)
-        .await;
-    let line = daemon
-        .lines_with(&["metrics listening on http://"])
-        .remove(0);
-    let rest = line.split("metrics listening on http://").nth(1).unwrap();
-    rest.split("/metrics").next().unwrap().to_owned()
-}
 
 /// Sets `metrics.listen` in the config the env wrote.
 fn listen_on(env: &Env, listen: &str) {
@@ -83,7 +71,7 @@ async fn a_scrape_after_a_converging_run_matches_what_the_simulators_saw() {
     listen_on(&env, "127.0.0.1:0");
     let started_unix = time::OffsetDateTime::now_utc().unix_timestamp();
     let daemon = env.spawn(&[], &FLOOR);
-    let addr = metrics_addr(&daemon).await;
+    let addr = daemon.metrics_addr(WAIT).await;
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     // Once the 1 s interval is adopted, one report is refused: a failure by reason, then
     // reports flow again.

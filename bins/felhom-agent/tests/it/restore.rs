@@ -55,18 +55,7 @@ async fn the_daemon_tests_a_backup_and_reports_it_in_the_golden_shape() {
     let daemon = env.spawn(&[], &[FLOOR]);
     let (tests, raw) = first_with_tests(&env).await;
     // The same result is counted in the metrics, by outcome.
-    daemon
-        .wait_for_lines(&["metrics listening on http://"], 1, WAIT)
-        .await;
-    let listening = daemon
-        .lines_with(&["metrics listening on http://"])
-        .remove(0);
-    let addr = listening
-        .split("metrics listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.split("/metrics").next())
-        .unwrap()
-        .to_owned();
+    let addr = daemon.metrics_addr(WAIT).await;
     // The round is counted when it returns, a moment after its result reached the report.
     let deadline = tokio::time::Instant::now() + WAIT;
     let (ok, boot_failed, body) = loop {

@@ -105,6 +105,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// The address the daemon logged for its metrics listener (`metrics.listen` with port 0).
+    pub async fn metrics_addr(&self, timeout: Duration) -> String {
+        const NEEDLE: &str = "metrics listening on http://";
+        self.wait_for_lines(&[NEEDLE], 1, timeout).await;
+        let line = self.lines_with(&[NEEDLE]).remove(0);
+        let rest = line.split(NEEDLE).nth(1).unwrap_or_default();
+        rest.split("/metrics").next().unwrap_or_default().to_owned()
+    }
+
     /// Spawns `felhom-agent ARGS` with a clean environment plus `env`.
     pub fn spawn(args: &[String], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(agent_bin());
