@@ -21,9 +21,10 @@
 //!   gone back (a terminal one unchanged), and nothing is left in flight;
 //! * no op sent twice: one mutating request per drifting guest over both lives, none to any
 //!   other guest. The one exception is the documented re-plan of a convergent op whose outcome
-//!   the kill left unknown — its request sent, its UPID not yet journaled, its task not yet
-//!   done when the restarted daemon reads the guest: recovery closes it as failed
-//!   ([`INTERRUPTED_BEFORE_REQUEST`]) and the next pass sends it again. That second request is
+//!   the kill left unknown — its request sent, its UPID not yet journaled, and its task not
+//!   found in PVE's task list by recovery (which adopts a task it finds: no re-send then):
+//!   recovery closes it as failed ([`INTERRUPTED_BEFORE_REQUEST`]) and the next pass sends it
+//!   again. That second request is
 //!   allowed only in exactly that state, and counted (the `re-sent` column). A one-shot op
 //!   would be left in flight instead, never re-sent;
 //! * no mutation before recovery finished: after the restart, the first mutating request comes

@@ -31,7 +31,8 @@ use felhom_metrics::{
 use felhom_proxmox::{
     ConfigUpdate, GuestSummary, LxcConfig, NodeInfo, NodeStatus, Permissions, ProxmoxApi,
     ProxmoxError, RestoreRequest, SetConfigOutcome, Snapshot, StorageContent, StorageInfo,
-    TaskExit, TaskLog, TaskStatus, Upid, Version, VzdumpOutcome, VzdumpRequest,
+    TaskExit, TaskFilter, TaskList, TaskLog, TaskStatus, Upid, Version, VzdumpOutcome,
+    VzdumpRequest,
 };
 use felhom_reconcile::{
     Action, AuditError, AuditSink, Gate, GateDecision as EngineDecision, Queue,
@@ -217,6 +218,11 @@ impl<A: ProxmoxApi> ProxmoxApi for MeteredApi<A> {
             self.inner.task_log(upid, start, limit),
         )
         .await
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<TaskList, ProxmoxError> {
+        self.timed("GET", "/nodes/{node}/tasks", self.inner.list_tasks(filter))
+            .await
     }
 
     async fn permissions(&self) -> Result<Permissions, ProxmoxError> {
@@ -623,6 +629,31 @@ mod tests {
                 assert!(!v.contains("101") && !v.contains("UPID"), "{series:?}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn the_task_list_is_labelled_by_its_template() {
+        let metrics = Metrics::new("test");
+        let api = MeteredApi::new(Fake, metrics.clone());
+        let filter = TaskFilter {
+            vmid: Some(101),
+            typefilter: Some("vzstart".into()),
+            ..TaskFilter::default()
+        };
+        // The fake does not list tasks: one request, an error, under the template.
+        api.list_tasks(&filter).await.unwrap_err();
+        let s = felhom_testkit::metrics::Scrape::parse(&metrics.render()).unwrap();
+        assert_eq!(
+            s.value(
+                "felhom_pve_requests_total",
+                &[
+                    ("method", "GET"),
+                    ("endpoint", "/nodes/{node}/tasks"),
+                    ("result", "error")
+                ]
+            ),
+            Some(1.0)
+        );
     }
 
     #[test]

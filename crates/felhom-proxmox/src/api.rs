@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::error::ProxmoxError;
 use crate::types::{
     GuestSummary, LxcConfig, NodeInfo, NodeStatus, Permissions, Snapshot, StorageContent,
-    StorageInfo, TaskLog, TaskStatus, Version,
+    StorageInfo, TaskFilter, TaskList, TaskLog, TaskStatus, Version,
 };
 use crate::upid::Upid;
 
@@ -218,6 +218,15 @@ pub trait ProxmoxApi: Send + Sync {
         let _ = (upid, start, limit);
         unsupported!("task_log")
     }
+    /// `GET /nodes/{node}/tasks` with `filter`: the tasks this token may see (its own; every
+    /// task of the node with `Sys.Audit` on `/nodes/{node}`), newest first, and `total`.
+    fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+    ) -> impl Future<Output = Result<TaskList, ProxmoxError>> + Send {
+        let _ = filter;
+        unsupported!("list_tasks")
+    }
     /// `GET /access/permissions`: what this token may do.
     fn permissions(&self) -> impl Future<Output = Result<Permissions, ProxmoxError>> + Send {
         unsupported!("permissions")
@@ -334,6 +343,7 @@ macro_rules! forward_api {
             fn storage_content(&self, storage: &str, content: Option<&str>, vmid: Option<u32>) -> impl Future<Output = Result<Vec<StorageContent>, ProxmoxError>> + Send { (**self).storage_content(storage, content, vmid) }
             fn task_status(&self, upid: &Upid) -> impl Future<Output = Result<TaskStatus, ProxmoxError>> + Send { (**self).task_status(upid) }
             fn task_log(&self, upid: &Upid, start: u64, limit: u64) -> impl Future<Output = Result<TaskLog, ProxmoxError>> + Send { (**self).task_log(upid, start, limit) }
+            fn list_tasks(&self, filter: &TaskFilter) -> impl Future<Output = Result<TaskList, ProxmoxError>> + Send { (**self).list_tasks(filter) }
             fn permissions(&self) -> impl Future<Output = Result<Permissions, ProxmoxError>> + Send { (**self).permissions() }
             fn list_snapshots(&self, vmid: u32) -> impl Future<Output = Result<Vec<Snapshot>, ProxmoxError>> + Send { (**self).list_snapshots(vmid) }
             fn restore_lxc(&self, req: &RestoreRequest) -> impl Future<Output = Result<Upid, ProxmoxError>> + Send { (**self).restore_lxc(req) }

@@ -23,7 +23,8 @@ use crate::api::{
 use crate::error::{ApiError, ProxmoxError};
 use crate::types::{
     GuestSummary, LxcConfig, NodeInfo, NodeStatus, Permissions, Snapshot, StorageContent,
-    StorageInfo, TaskLog, TaskLogLine, TaskStatus, Version,
+    StorageInfo, TaskFilter, TaskList, TaskListItem, TaskLog, TaskLogLine, TaskSource, TaskStatus,
+    Version,
 };
 use crate::upid::{is_node_name, Upid};
 use felhom_http::Secret;
@@ -552,6 +553,37 @@ pub(crate) mod calls {
         .param("start", start.to_string())
         .param("limit", limit.to_string())
     }
+    pub(crate) fn list_tasks(node: &str, filter: &TaskFilter) -> Result<Call, ProxmoxError> {
+        let mut call = Call::new(Method::GET, node_path(node, "/tasks"));
+        if let Some(vmid) = filter.vmid {
+            check_vmid(vmid)?;
+            call = call.param("vmid", vmid.to_string());
+        }
+        if let Some(kind) = &filter.typefilter {
+            // A UPID's type field: no `:`, whitespace or `/`; task types are words.
+            if kind.is_empty()
+                || !kind
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+            {
+                return Err(invalid(
+                    "task type",
+                    format!("{kind:?} is not a pve task type"),
+                ));
+            }
+            call = call.param("typefilter", kind.as_str());
+        }
+        if let Some(since) = filter.since {
+            call = call.param("since", since.to_string());
+        }
+        if filter.source != TaskSource::Archive {
+            call = call.param("source", filter.source.as_str());
+        }
+        if let Some(limit) = filter.limit {
+            call = call.param("limit", limit.to_string());
+        }
+        Ok(call)
+    }
     pub(crate) fn permissions() -> Call {
         Call::new(Method::GET, "/access/permissions".into())
     }
@@ -969,6 +1001,15 @@ impl ProxmoxApi for PveClient {
         Ok(TaskLog { lines, total })
     }
 
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<TaskList, ProxmoxError> {
+        let call = calls::list_tasks(&self.node, filter)?;
+        let resp = self.send(&call).await?;
+        let (tasks, total) =
+            decode::<Option<Vec<TaskListItem>>>(call.method.as_str(), &call.path, &resp)?;
+        let tasks = tasks.ok_or_else(|| decode_error(&call, NOT_A_LIST.to_owned()))?;
+        Ok(TaskList { tasks, total })
+    }
+
     async fn permissions(&self) -> Result<Permissions, ProxmoxError> {
         self.data(calls::permissions()).await
     }
@@ -1109,6 +1150,7 @@ pub fn fuzz_decode_every_response(status: u16, reason: Option<&str>, body: &[u8]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::TaskExit;
     use std::collections::BTreeMap;
 
     const SECRET: &str = "0b3f6a1c-5d2e-4f7a-9c8b-1a2b3c4d5e6f";
@@ -1306,6 +1348,90 @@ mod tests {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         assert_eq!(got, params);
+    }
+
+    #[test]
+    fn task_list_filters_become_params_and_bad_ones_are_refused() {
+        check(
+            calls::list_tasks("pve", &TaskFilter::default()).unwrap(),
+            Method::GET,
+            "/nodes/pve/tasks",
+            &[],
+        );
+        let filter = TaskFilter {
+            vmid: Some(101),
+            typefilter: Some("vzstart".into()),
+            since: Some(1_700_000_000),
+            source: TaskSource::All,
+            limit: Some(10),
+        };
+        check(
+            calls::list_tasks("pve", &filter).unwrap(),
+            Method::GET,
+            "/nodes/pve/tasks",
+            &[
+                ("vmid", "101"),
+                ("typefilter", "vzstart"),
+                ("since", "1700000000"),
+                ("source", "all"),
+                ("limit", "10"),
+            ],
+        );
+        for bad in [
+            TaskFilter {
+                vmid: Some(1),
+                ..TaskFilter::default()
+            },
+            TaskFilter {
+                typefilter: Some("vz start".into()),
+                ..TaskFilter::default()
+            },
+            TaskFilter {
+                typefilter: Some(String::new()),
+                ..TaskFilter::default()
+            },
+        ] {
+            assert!(
+                matches!(
+                    calls::list_tasks("pve", &bad),
+                    Err(ProxmoxError::InvalidArgument { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn task_list_items_decode_leniently() {
+        let body = r#"{"data":[
+            {"upid":"UPID:pve:0000A1B2:00ABCDEF:65000000:vzstart:101:felhom@pve!agent:","node":"pve","pid":"41394","pstart":11259375,"starttime":1694498816,"type":"vzstart","id":101,"user":"felhom@pve","tokenid":"agent","status":"RUNNING"},
+            {"upid":"UPID:pve:0000A1B3:00ABCDEF:65000001:vzstop:101:root@pam:","starttime":1694498817,"endtime":1694498818,"type":"vzstop","id":"101","user":"root@pam","status":"WARNINGS: 2"},
+            {"upid":"UPID:pve:0000A1B4:00ABCDEF:65000002:vzdestroy:102:root@pam:","type":"vzdestroy","id":"102","status":"unable to destroy CT 102 - container is running"},
+            {"upid":"UPID:pve:0000A1B5:00ABCDEF:65000003:vzstart:103:root@pam:","type":"vzstart","id":"103"}
+        ],"total":4}"#;
+        let (items, total) =
+            decode::<Option<Vec<TaskListItem>>>("GET", "/nodes/pve/tasks", &resp(200, None, body))
+                .unwrap();
+        let items = items.unwrap();
+        assert_eq!(total, Some(4));
+        assert!(items[0].is_running());
+        assert_eq!(items[0].exit(), None);
+        assert_eq!(items[0].pid, Some(41394), "a number as a string");
+        assert_eq!(items[0].id.as_deref(), Some("101"), "an id as a number");
+        assert_eq!(items[0].tokenid.as_deref(), Some("agent"));
+        assert_eq!(items[1].exit(), Some(TaskExit::Warnings(2)));
+        assert_eq!(items[1].endtime, Some(1694498818));
+        assert_eq!(
+            items[2].exit(),
+            Some(TaskExit::Failed(
+                "unable to destroy CT 102 - container is running".into()
+            ))
+        );
+        assert_eq!(
+            items[3].exit(),
+            Some(TaskExit::Failed("unexpected status".into())),
+            "finished without a status"
+        );
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub use felhom_types::{HttpsUrl, UrlError, Vmid};
 pub use task::{wait_task, PollSchedule, TaskOutcome, WaitOptions};
 pub use types::{
     GuestStatus, GuestSummary, LxcConfig, NodeInfo, NodeStatus, Permissions, Snapshot,
-    StorageContent, StorageInfo, TaskExit, TaskLog, TaskLogLine, TaskState, TaskStatus, Version,
+    StorageContent, StorageInfo, TaskExit, TaskFilter, TaskList, TaskListItem, TaskLog,
+    TaskLogLine, TaskSource, TaskState, TaskStatus, Version,
 };
 pub use upid::Upid;
 

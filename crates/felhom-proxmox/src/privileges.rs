@@ -13,6 +13,8 @@ pub const ROLE: &str = "FelhomAgent";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// `/nodes/{node}`, this host's node (node status, reading other users' task status/log).
+    /// Listing tasks (`GET /nodes/{node}/tasks`) needs no privilege of its own: the schema's
+    /// `user => 'all'` lists a token its own tasks, and every task with `Sys.Audit` here.
     Node,
     /// Every guest: `/vms/{vmid}` for any vmid, i.e. `/vms` with propagate.
     EveryGuest,

@@ -591,6 +591,106 @@ impl TaskStatus {
     }
 }
 
+/// One item of `GET /nodes/{node}/tasks`. Unlike [`TaskStatus`], `status` here is the exit
+/// text (`OK`, `WARNINGS: n`, the error) of a finished task, or `RUNNING` for an active one
+/// (listed with [`TaskSource::Active`] or [`TaskSource::All`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct TaskListItem {
+    /// The task's UPID.
+    pub upid: String,
+    /// Node.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Worker pid.
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub pid: Option<u64>,
+    /// Worker start in clock ticks.
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub pstart: Option<u64>,
+    /// Start, seconds since the epoch.
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub starttime: Option<u64>,
+    /// End, seconds since the epoch (finished tasks only).
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub endtime: Option<u64>,
+    /// Worker type (`vzstart`, `vzdestroy`, ...).
+    #[serde(default, rename = "type")]
+    pub worker_type: Option<String>,
+    /// Worker id (usually the vmid; a string by design, may be empty).
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub id: Option<String>,
+    /// User (without the token part for token tasks).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Token name, for tasks a token started (not in the schema).
+    #[serde(default)]
+    pub tokenid: Option<String>,
+    /// Exit text, or `RUNNING`.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub status: Option<String>,
+}
+
+impl TaskListItem {
+    /// Listed as active (`RUNNING`).
+    pub fn is_running(&self) -> bool {
+        self.status.as_deref() == Some("RUNNING")
+    }
+
+    /// How it ended, unless it is running. A finished task without a status counts as failed
+    /// with PVE's own fallback text.
+    pub fn exit(&self) -> Option<TaskExit> {
+        (!self.is_running())
+            .then(|| TaskExit::parse(self.status.as_deref().unwrap_or("unexpected status")))
+    }
+}
+
+/// Which tasks `GET /nodes/{node}/tasks` lists (`source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TaskSource {
+    /// Finished tasks only (PVE's default).
+    #[default]
+    Archive,
+    /// Running tasks only.
+    Active,
+    /// Both.
+    All,
+}
+
+impl TaskSource {
+    /// PVE's parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskSource::Archive => "archive",
+            TaskSource::Active => "active",
+            TaskSource::All => "all",
+        }
+    }
+}
+
+/// The filters of `GET /nodes/{node}/tasks` the agent uses; `None` leaves one out.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskFilter {
+    /// Only tasks of this guest.
+    pub vmid: Option<u32>,
+    /// Only tasks of this worker type (`vzstart`, ...).
+    pub typefilter: Option<String>,
+    /// Only tasks started at or after this unix time.
+    pub since: Option<u64>,
+    /// Archived, active or all tasks.
+    pub source: TaskSource,
+    /// At most this many (PVE's default: 50; `0`: no limit).
+    pub limit: Option<u64>,
+}
+
+/// A page of the task list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskList {
+    /// The tasks returned, newest first as PVE sorts them.
+    pub tasks: Vec<TaskListItem>,
+    /// How many tasks matched the filters, when PVE says.
+    pub total: Option<u64>,
+}
+
 /// One task log line. `n` is 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 pub struct TaskLogLine {

@@ -5,8 +5,17 @@
 //!   is closed from the exit status (`OK` and `WARNINGS: n` succeeded, anything else failed);
 //!   still running → waited on (bounded), then closed; a UPID the node no longer knows (400
 //!   `no such task`) → failed, "task unknown after restart".
-//! * An op that crashed before its request returned (`started`, no UPID) is closed as failed:
-//!   whether PVE acted is unknown, and the next reconcile pass re-plans it from actual state.
+//! * An op that crashed before its UPID was journaled (`started`, no UPID) whose action runs a
+//!   PVE task of a known type ([`task_type`]: `start` → `vzstart`, `destroy_guest` →
+//!   `vzdestroy`, …) is first looked up in the node's task list (`GET /nodes/{node}/tasks`:
+//!   that guest, that type, started since the op was journaled less [`TASK_LOOKUP_SKEW`],
+//!   active and finished). Exactly one such task is the op's: its UPID is journaled
+//!   (`task_running`) and the op closed from the task's real outcome, waited on (bounded) if it
+//!   still runs — nothing is sent again. None, several, or a list PVE would not give, and the
+//!   cases below apply unchanged.
+//! * An op that crashed before its request returned (`started`, no UPID, no task found) is
+//!   closed as failed: whether PVE acted is unknown, and the next reconcile pass re-plans it
+//!   from actual state.
 //!
 //! * A **destructive** one-shot op (`destroy_guest`, `rollback`, `delete_snapshot`,
 //!   `restore_over`: a signed job) that crashed before its request returned is never re-sent.
@@ -25,7 +34,8 @@ use std::time::Duration;
 
 use felhom_journal::{OpEntry, OpId, OpState};
 use felhom_proxmox::{
-    wait_task, ProxmoxApi, ProxmoxError, TaskExit, TaskStatus, Upid, WaitOptions,
+    wait_task, ProxmoxApi, ProxmoxError, TaskExit, TaskFilter, TaskListItem, TaskSource,
+    TaskStatus, Upid, WaitOptions,
 };
 use futures::StreamExt;
 
@@ -48,6 +58,100 @@ const DESTRUCTIVE_ACTIONS: [&str; 4] = [
     "delete_snapshot",
     "restore_over",
 ];
+
+/// Seconds before an op's journaled start from which its task is looked for: the journal's
+/// time is taken before the request is sent, PVE's `starttime` after it arrives (both whole
+/// seconds of the same host's clock), so a small margin covers rounding.
+pub const TASK_LOOKUP_SKEW: u64 = 2;
+
+/// Tasks read per lookup: enough to tell one from several.
+const TASK_LOOKUP_LIMIT: u64 = 10;
+
+/// The PVE worker type of the task a journaled action runs (`pve-container`'s
+/// `fork_worker` names, as the simulator uses them), or `None` for an action that runs no
+/// task of its own (`set_config` applies synchronously).
+pub fn task_type(action: &str) -> Option<&'static str> {
+    Some(match action {
+        "start" => "vzstart",
+        "stop" => "vzstop",
+        "destroy_guest" => "vzdestroy",
+        "rollback" => "vzrollback",
+        "delete_snapshot" => "vzdelsnapshot",
+        "snapshot" => "vzsnapshot",
+        "restore_over" => "vzrestore",
+        _ => return None,
+    })
+}
+
+/// What the task list says about an op interrupted before its UPID was journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskLookup {
+    /// Exactly one matching task: the op's.
+    One {
+        /// Its UPID.
+        upid: Upid,
+        /// How it ended, or `None` while it runs.
+        exit: Option<(TaskExit, String)>,
+    },
+    /// No matching task: the request did not start one.
+    None,
+    /// Several candidates (or one whose UPID does not parse): which is the op's is unknown.
+    Ambiguous {
+        /// How many matched.
+        candidates: u64,
+    },
+}
+
+/// The list filter for an op's task: `None` for an op that is not `started`, has no guest or
+/// runs no task of a known type.
+pub fn task_filter(entry: &OpEntry) -> Option<TaskFilter> {
+    if entry.state != OpState::Started {
+        return None;
+    }
+    Some(TaskFilter {
+        vmid: Some(entry.vmid?),
+        typefilter: Some(task_type(&entry.action)?.to_owned()),
+        since: Some(entry.at.saturating_sub(TASK_LOOKUP_SKEW)),
+        source: TaskSource::All,
+        limit: Some(TASK_LOOKUP_LIMIT),
+    })
+}
+
+/// Picks the op's task from a listed page (`total`: how many PVE says matched). Pure; the
+/// filter is checked again here rather than trusted to the server.
+pub fn pick_task(filter: &TaskFilter, tasks: &[TaskListItem], total: Option<u64>) -> TaskLookup {
+    let matching: Vec<&TaskListItem> = tasks
+        .iter()
+        .filter(|t| {
+            filter
+                .vmid
+                .is_none_or(|v| t.id.as_deref() == Some(v.to_string().as_str()))
+                && filter
+                    .typefilter
+                    .as_deref()
+                    .is_none_or(|k| t.worker_type.as_deref() == Some(k))
+                && filter
+                    .since
+                    .is_none_or(|s| t.starttime.is_none_or(|start| start >= s))
+        })
+        .collect();
+    // PVE counts what matched its filters: more than the page holds means more candidates.
+    let beyond_page = total.is_some_and(|t| t > tasks.len() as u64);
+    let candidates = (matching.len() as u64).max(total.unwrap_or(0));
+    match (matching.as_slice(), beyond_page) {
+        ([], false) => TaskLookup::None,
+        ([task], false) => match task.upid.parse::<Upid>() {
+            Ok(upid) => TaskLookup::One {
+                upid,
+                exit: task
+                    .exit()
+                    .map(|e| (e, task.status.clone().unwrap_or_default())),
+            },
+            Err(_) => TaskLookup::Ambiguous { candidates: 1 },
+        },
+        _ => TaskLookup::Ambiguous { candidates },
+    }
+}
 
 /// Default bound on waiting for a task still running at startup.
 pub const DEFAULT_RECOVERY_WAIT: Duration = Duration::from_secs(5 * 60);
@@ -228,7 +332,10 @@ async fn resolve_and_record<A: ProxmoxApi>(
     options: &RecoveryOptions,
     entry: OpEntry,
 ) -> Result<RecoveredOp, RecoveryError> {
-    let resolution = resolve(api, options, &entry).await;
+    let resolution = match adopt(api, journal, clock, options, &entry).await? {
+        Some(resolution) => resolution,
+        None => resolve(api, options, &entry).await,
+    };
     let op_id = entry.op_id.clone();
     let now = clock.now();
     let write = match &resolution {
@@ -260,6 +367,51 @@ async fn resolve_and_record<A: ProxmoxApi>(
         idempotency_key: entry.idempotency_key,
         resolution,
     })
+}
+
+/// For an op `started` without a UPID: looks its task up, and if exactly one is found
+/// journals its UPID and closes the op from it (waiting, bounded, if it runs). `None`: no task
+/// adopted, resolve the op as before.
+async fn adopt<A: ProxmoxApi>(
+    api: &A,
+    journal: &SharedJournal,
+    clock: PassClock,
+    options: &RecoveryOptions,
+    entry: &OpEntry,
+) -> Result<Option<Resolution>, RecoveryError> {
+    let Some(filter) = task_filter(entry) else {
+        return Ok(None);
+    };
+    let (upid, exit) = match api.list_tasks(&filter).await {
+        Ok(list) => match pick_task(&filter, &list.tasks, list.total) {
+            TaskLookup::One { upid, exit } => (upid, exit),
+            TaskLookup::None => {
+                tracing::info!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, "no task of the interrupted op in pve's task list");
+                return Ok(None);
+            }
+            TaskLookup::Ambiguous { candidates } => {
+                tracing::warn!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, candidates, "several tasks could be the interrupted op's; none adopted");
+                return Ok(None);
+            }
+        },
+        Err(error) => {
+            tracing::warn!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, %error, "cannot list pve's tasks for the interrupted op");
+            return Ok(None);
+        }
+    };
+    tracing::info!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, %upid, "adopted the interrupted op's task");
+    let (op, task, now) = (entry.op_id.clone(), upid.to_string(), clock.now());
+    if let Err(source) = journal_write(journal, move |j| j.task_running(&op, &task, now)).await {
+        return Err(RecoveryError::Journal {
+            op_id: entry.op_id.clone(),
+            source,
+        });
+    }
+    let one_shot = entry.idempotency_key.is_some();
+    Ok(Some(match exit {
+        Some((exit, exitstatus)) => judge_exit(&upid, exit, exitstatus),
+        None => waited(api, options, &upid, one_shot).await,
+    }))
 }
 
 /// What to do with one in-flight op; reads PVE, writes nothing.
@@ -363,12 +515,17 @@ fn judge_status(upid: &Upid, status: &TaskStatus) -> Option<Resolution> {
         .exitstatus
         .clone()
         .unwrap_or_else(|| "unexpected status".to_owned());
-    Some(match exit {
+    Some(judge_exit(upid, exit, exitstatus))
+}
+
+/// The resolution of a task that ended with `exit` (`exitstatus`: PVE's text).
+fn judge_exit(upid: &Upid, exit: TaskExit, exitstatus: String) -> Resolution {
+    match exit {
         TaskExit::Ok | TaskExit::Warnings(_) => Resolution::Succeeded { exitstatus },
         TaskExit::Failed(message) => Resolution::Failed {
             error: format!("pve task {upid} failed: {message}"),
         },
-    })
+    }
 }
 
 /// The resolution when PVE could not say how the task ended.

@@ -1,7 +1,10 @@
 //! Every read operation of the real `PveClient` against the simulator's default host over
 //! pinned TLS, decoded into the typed answers (and the legacy shapes of older PVE).
 
-use felhom_proxmox::{GuestStatus, ProxmoxApi, TaskState, Upid, VzdumpOutcome, VzdumpRequest};
+use felhom_proxmox::{
+    GuestStatus, ProxmoxApi, TaskExit, TaskFilter, TaskSource, TaskState, Upid, VzdumpOutcome,
+    VzdumpRequest,
+};
 use felhom_pve_sim::{SimConfig, DEFAULT_PVE_VERSION};
 
 use crate::fixture::{client, fast_wait, fingerprint, raw_get, sim, sim_with};
@@ -222,6 +225,68 @@ async fn task_reads_status_and_log() {
         .unwrap();
     let err = pve.task_status(&ghost).await.unwrap_err();
     assert_eq!(err.status(), Some(400), "{err}");
+}
+
+#[tokio::test]
+async fn task_list_filters_by_guest_type_time_and_source() {
+    let sim = sim().await;
+    let pve = client(&sim);
+    let since = sim.state().now();
+    sim.faults()
+        .slow_tasks(Some("vzstart"), std::time::Duration::from_secs(600));
+    let running = pve.start(101).await.unwrap();
+    sim.faults().clear();
+    let stopped = pve.stop(100).await.unwrap();
+    sim.state().wait_task(stopped.as_str()).await.unwrap();
+
+    let of = |vmid, kind: &str, source| TaskFilter {
+        vmid: Some(vmid),
+        typefilter: Some(kind.to_owned()),
+        since: Some(since),
+        source,
+        limit: None,
+    };
+    // Active tasks are listed only when asked for, with RUNNING as their status.
+    let archive = pve
+        .list_tasks(&of(101, "vzstart", TaskSource::Archive))
+        .await
+        .unwrap();
+    assert!(archive.tasks.is_empty(), "{archive:?}");
+    assert_eq!(
+        archive.total, None,
+        "pve's formatter leaves out a total of 0"
+    );
+    let all = pve
+        .list_tasks(&of(101, "vzstart", TaskSource::All))
+        .await
+        .unwrap();
+    assert_eq!(all.total, Some(1));
+    assert_eq!(all.tasks[0].upid, running.as_str());
+    assert!(all.tasks[0].is_running());
+    assert_eq!(all.tasks[0].id.as_deref(), Some("101"));
+    assert_eq!(all.tasks[0].tokenid.as_deref(), Some("agent"));
+    // A finished one carries its exit text as its status, and its end.
+    let stop = pve
+        .list_tasks(&of(100, "vzstop", TaskSource::All))
+        .await
+        .unwrap();
+    assert_eq!(stop.tasks.len(), 1);
+    assert_eq!(stop.tasks[0].upid, stopped.as_str());
+    assert_eq!(stop.tasks[0].exit(), Some(TaskExit::Ok));
+    assert!(stop.tasks[0].endtime.is_some());
+    // Filters that match nothing: another guest, another type, a later start.
+    for filter in [
+        of(102, "vzstart", TaskSource::All),
+        of(101, "vzstop", TaskSource::All),
+        TaskFilter {
+            since: Some(since + 3600),
+            ..of(101, "vzstart", TaskSource::All)
+        },
+    ] {
+        let none = pve.list_tasks(&filter).await.unwrap();
+        assert!(none.tasks.is_empty(), "{filter:?}: {none:?}");
+    }
+    assert_eq!(sim.state().requests_to("GET /nodes/{node}/tasks"), 6);
 }
 
 #[tokio::test]

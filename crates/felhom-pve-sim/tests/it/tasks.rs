@@ -1,9 +1,10 @@
 //! Task lifecycle: UPIDs, status while running and after, the log, start/stop semantics,
 //! injected task outcomes.
 
+use felhom_pve_sim::{Acl, SimConfig, TokenSpec};
 use serde_json::json;
 
-use crate::client::{encode, sim, Client};
+use crate::client::{encode, sim, sim_with, Client};
 
 fn upid_fields(upid: &str) -> Vec<String> {
     upid.split(':').map(str::to_string).collect()
@@ -213,4 +214,61 @@ async fn worker_checks_fail_the_task_not_the_post() {
         c.wait_task(&upid).await["exitstatus"],
         "Configuration file 'nodes/pve/lxc/999.conf' does not exist"
     );
+}
+
+/// The task list as `Tasks.pm` filters it: a token without `Sys.Audit` on the node sees its own
+/// tasks only; one with it sees every task; `source` picks finished, running or both, `RUNNING`
+/// standing in for a running task's exit text.
+#[tokio::test]
+async fn the_task_list_shows_a_token_its_own_tasks_unless_it_may_audit_the_node() {
+    let sim = sim_with(
+        SimConfig::default().token(
+            TokenSpec::new("ops@pve!cli", "s3cret")
+                .acl(Acl::new("/vms", &["VM.PowerMgmt"], true))
+                .user_acl(Acl::new("/vms", &["VM.PowerMgmt"], true)),
+        ),
+    )
+    .await;
+    let agent = Client::new(&sim);
+    let ops = Client::token(&sim, "ops@pve!cli", "s3cret");
+    sim.faults()
+        .slow_tasks(Some("vzstart"), std::time::Duration::from_secs(600));
+    let theirs = ops
+        .post("/nodes/pve/lxc/101/status/start", &[])
+        .await
+        .upid();
+    sim.faults().clear();
+    let ours = agent
+        .post("/nodes/pve/lxc/100/status/stop", &[])
+        .await
+        .upid();
+    agent.wait_task(&ours).await;
+
+    let upids = |r: &crate::client::Resp| -> Vec<String> {
+        r.data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["upid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The cli token has no Sys.Audit: only its own (running) start, and only when asked.
+    let own = ops.get("/nodes/pve/tasks?source=all").await;
+    assert_eq!(upids(&own), std::slice::from_ref(&theirs));
+    assert_eq!(own.data()[0]["status"], "RUNNING");
+    assert_eq!(own.data()[0]["user"], "ops@pve");
+    assert_eq!(own.data()[0]["tokenid"], "cli");
+    let archive = ops.get("/nodes/pve/tasks").await;
+    assert_eq!(upids(&archive), Vec::<String>::new());
+    // The agent may audit the node: both, filtered by guest and type as asked.
+    let all = agent.get("/nodes/pve/tasks?source=all").await;
+    assert_eq!(all.json()["total"], 2);
+    let active = agent.get("/nodes/pve/tasks?source=active&vmid=101").await;
+    assert_eq!(upids(&active), [theirs]);
+    let stops = agent
+        .get("/nodes/pve/tasks?typefilter=vzstop&vmid=100")
+        .await;
+    assert_eq!(upids(&stops), [ours]);
+    assert_eq!(stops.data()[0]["status"], "OK");
+    assert!(stops.data()[0]["endtime"].is_u64());
 }

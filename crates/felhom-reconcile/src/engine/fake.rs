@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use felhom_proxmox::{
     ApiError, ConfigUpdate, GuestStatus, GuestSummary, LxcConfig, ProxmoxApi, ProxmoxError,
-    SetConfigOutcome, TaskLog, TaskLogLine, TaskState, TaskStatus, Upid,
+    SetConfigOutcome, TaskFilter, TaskList, TaskListItem, TaskLog, TaskLogLine, TaskSource,
+    TaskState, TaskStatus, Upid,
 };
 use tokio::time::Instant;
 
@@ -381,6 +382,55 @@ impl ProxmoxApi for FakePve {
             exitstatus: stopped.then(|| task.exitstatus.clone()),
             upid: Some(upid.to_string()),
             ..TaskStatus::default()
+        })
+    }
+
+    /// The task table as PVE lists it (status: exit text or `RUNNING`); the start time is the
+    /// UPID's. Filters: vmid, type, since, source.
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<TaskList, ProxmoxError> {
+        let mut state = self.state();
+        state.calls.push(format!(
+            "list_tasks {}",
+            filter.vmid.map(|v| v.to_string()).unwrap_or_default()
+        ));
+        let now = Instant::now();
+        let tasks: Vec<TaskListItem> = state
+            .tasks
+            .iter()
+            .filter_map(|(upid, task)| {
+                let parsed: Upid = upid.parse().ok()?;
+                let running = now < task.finishes_at;
+                let listed = match filter.source {
+                    TaskSource::Archive => !running,
+                    TaskSource::Active => running,
+                    TaskSource::All => true,
+                };
+                let keep = listed
+                    && filter.vmid.is_none_or(|v| parsed.id() == v.to_string())
+                    && filter
+                        .typefilter
+                        .as_deref()
+                        .is_none_or(|t| parsed.worker_type() == t)
+                    && filter
+                        .since
+                        .is_none_or(|s| u64::from(parsed.starttime()) >= s);
+                keep.then(|| TaskListItem {
+                    upid: upid.clone(),
+                    starttime: Some(u64::from(parsed.starttime())),
+                    worker_type: Some(parsed.worker_type().to_owned()),
+                    id: Some(parsed.id().to_owned()),
+                    status: Some(if running {
+                        "RUNNING".to_owned()
+                    } else {
+                        task.exitstatus.clone()
+                    }),
+                    ..TaskListItem::default()
+                })
+            })
+            .collect();
+        Ok(TaskList {
+            total: Some(tasks.len() as u64),
+            tasks,
         })
     }
 

@@ -377,3 +377,186 @@ async fn a_journal_that_cannot_record_fails_recovery() {
         "{err}"
     );
 }
+
+/// A UPID that started at `start` (unix seconds).
+fn upid_at(pid: u32, kind: &str, vmid: u32, start: u64) -> String {
+    format!("UPID:pve:{pid:08X}:00ABCDEF:{start:08X}:{kind}:{vmid}:felhom@pve!agent:")
+}
+
+fn listed(upid: &str, kind: &str, vmid: u32, start: u64, status: &str) -> TaskListItem {
+    TaskListItem {
+        upid: upid.to_owned(),
+        starttime: Some(start),
+        worker_type: Some(kind.to_owned()),
+        id: Some(vmid.to_string()),
+        status: Some(status.to_owned()),
+        ..TaskListItem::default()
+    }
+}
+
+fn started(vmid: Option<u32>, action: &str) -> OpEntry {
+    OpEntry {
+        op_id: OpId::new("op-1").expect("op id"),
+        vmid,
+        action: action.to_owned(),
+        idempotency_key: None,
+        state: OpState::Started,
+        at: NOW,
+    }
+}
+
+#[test]
+fn actions_map_to_pve_task_types_and_a_filter_since_the_op() {
+    assert_eq!(task_type("start"), Some("vzstart"));
+    assert_eq!(task_type("stop"), Some("vzstop"));
+    assert_eq!(task_type("destroy_guest"), Some("vzdestroy"));
+    assert_eq!(task_type("rollback"), Some("vzrollback"));
+    assert_eq!(
+        task_type("set_config"),
+        None,
+        "synchronous: no task to find"
+    );
+    let filter = task_filter(&started(Some(101), "start")).expect("a filter");
+    assert_eq!(
+        filter,
+        TaskFilter {
+            vmid: Some(101),
+            typefilter: Some("vzstart".to_owned()),
+            since: Some(NOW - TASK_LOOKUP_SKEW),
+            source: TaskSource::All,
+            limit: Some(TASK_LOOKUP_LIMIT),
+        }
+    );
+    assert_eq!(task_filter(&started(None, "start")), None, "no guest");
+    assert_eq!(task_filter(&started(Some(101), "set_config")), None);
+    let mut running = started(Some(101), "start");
+    running.state = OpState::TaskRunning {
+        upid: upid(1, "vzstart", 101),
+    };
+    assert_eq!(task_filter(&running), None, "its upid is journaled");
+}
+
+#[test]
+fn exactly_one_matching_task_is_adopted() {
+    let filter = task_filter(&started(Some(101), "start")).expect("a filter");
+    let ours = upid_at(1, "vzstart", 101, NOW + 1);
+    let done = listed(&ours, "vzstart", 101, NOW + 1, "OK");
+    assert_eq!(
+        pick_task(&filter, std::slice::from_ref(&done), Some(1)),
+        TaskLookup::One {
+            upid: ours.parse().expect("upid"),
+            exit: Some((TaskExit::Ok, "OK".to_owned())),
+        }
+    );
+    let running = listed(&ours, "vzstart", 101, NOW, "RUNNING");
+    assert_eq!(
+        pick_task(&filter, &[running], None),
+        TaskLookup::One {
+            upid: ours.parse().expect("upid"),
+            exit: None,
+        }
+    );
+    let failed = listed(
+        &ours,
+        "vzstart",
+        101,
+        NOW,
+        "startup for container '101' failed",
+    );
+    assert!(matches!(
+        pick_task(&filter, &[failed], Some(1)),
+        TaskLookup::One {
+            exit: Some((TaskExit::Failed(_), _)),
+            ..
+        }
+    ));
+    // What the server should have filtered out is not a candidate: another guest, another
+    // type, a task from before the op (beyond the skew).
+    let other_guest = listed(&upid_at(2, "vzstart", 102, NOW), "vzstart", 102, NOW, "OK");
+    let other_type = listed(&upid_at(3, "vzstop", 101, NOW), "vzstop", 101, NOW, "OK");
+    let before = NOW - TASK_LOOKUP_SKEW - 1;
+    let older = listed(
+        &upid_at(4, "vzstart", 101, before),
+        "vzstart",
+        101,
+        before,
+        "OK",
+    );
+    assert_eq!(
+        pick_task(&filter, &[other_guest.clone(), other_type, older], None),
+        TaskLookup::None
+    );
+    assert_eq!(pick_task(&filter, &[], None), TaskLookup::None);
+    assert!(matches!(
+        pick_task(&filter, &[other_guest, done.clone()], None),
+        TaskLookup::One { .. }
+    ));
+}
+
+#[test]
+fn several_candidates_or_a_bad_upid_adopt_nothing() {
+    let filter = task_filter(&started(Some(101), "start")).expect("a filter");
+    let a = listed(&upid_at(1, "vzstart", 101, NOW), "vzstart", 101, NOW, "OK");
+    let b = listed(
+        &upid_at(2, "vzstart", 101, NOW + 1),
+        "vzstart",
+        101,
+        NOW + 1,
+        "RUNNING",
+    );
+    assert_eq!(
+        pick_task(&filter, &[a.clone(), b], None),
+        TaskLookup::Ambiguous { candidates: 2 }
+    );
+    // One on the page, but PVE counted more.
+    assert_eq!(
+        pick_task(&filter, std::slice::from_ref(&a), Some(3)),
+        TaskLookup::Ambiguous { candidates: 3 }
+    );
+    let garbled = TaskListItem {
+        upid: "not a upid".to_owned(),
+        ..a
+    };
+    assert_eq!(
+        pick_task(&filter, &[garbled], Some(1)),
+        TaskLookup::Ambiguous { candidates: 1 }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_op_interrupted_before_its_upid_is_closed_from_its_task() {
+    let fake = FakePve::host();
+    let fx = fixture();
+    // Journaled at NOW - 100 without a UPID; PVE started their tasks a second later.
+    let done = upid_at(1, "vzstart", 101, NOW - 99);
+    let running = upid_at(2, "vzstop", 100, NOW - 99);
+    fake.add_task(&done, Duration::ZERO, "OK");
+    fake.add_task(&running, Duration::from_secs(3), "OK");
+    let op_done = fx.op(101, "start", None, None);
+    let op_running = fx.op(100, "stop", None, None);
+    // A start whose request never reached PVE: no task, closed as before.
+    let op_lost = fx.op(102, "start", None, None);
+
+    let summary = recover(&fake, &fx.journal, NOW).await.expect("recovery");
+    let ok = Resolution::Succeeded {
+        exitstatus: "OK".to_owned(),
+    };
+    assert_eq!(summary.ops[0].resolution, ok);
+    assert_eq!(summary.ops[1].resolution, ok, "waited on");
+    assert_eq!(
+        summary.ops[2].resolution,
+        Resolution::Failed {
+            error: INTERRUPTED_BEFORE_REQUEST.to_owned()
+        }
+    );
+    assert_eq!(fx.state(&op_done), OpState::Succeeded);
+    assert_eq!(fx.state(&op_running), OpState::Succeeded);
+    assert!(matches!(fx.state(&op_lost), OpState::Failed { .. }));
+    // Looked up once each; only the adopted running task polled; nothing sent.
+    let calls = fake.calls();
+    for vmid in [101, 100, 102] {
+        assert!(calls.contains(&format!("list_tasks {vmid}")), "{calls:?}");
+    }
+    assert!(!calls.contains(&"task_status 101".to_owned()), "{calls:?}");
+    assert!(fake.mutations().is_empty(), "{:?}", fake.calls());
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use felhom_journal::OpState;
-use felhom_pve_sim::{GuestSpec, SimConfig};
+use felhom_pve_sim::{GuestSpec, HttpFault, SimConfig};
 use felhom_reconcile::recovery::{audit_recovery, OUTCOME_UNKNOWN};
 use felhom_reconcile::{recover_with, CrashPoint, RecoveryOptions, Resolution, SignedJobOutcome};
 use serde_json::json;
@@ -104,6 +104,63 @@ async fn killed_before_its_task_was_journaled_a_destroy_is_closed_from_the_guest
 }
 
 #[tokio::test]
+async fn killed_before_its_task_was_journaled_a_rollback_is_closed_from_its_listed_task() {
+    let host = host(
+        SimConfig::default().guest(
+            GuestSpec::new(102, "app")
+                .snapshot("before", "known good", 1_700_000_000)
+                .running(false),
+        ),
+    )
+    .await;
+    let files = Files::new();
+    let op = signed(
+        ANNA,
+        blob(
+            "rollback",
+            Some(102),
+            json!({"snapname": "before", "start": false}),
+            "n-listed",
+        ),
+    );
+    crash_at(
+        Agent::open(&host, &files, signers()),
+        CrashPoint::AfterPost,
+        op.clone(),
+    )
+    .await;
+    let agent = Agent::open(&host, &files, signers());
+    let summary = recover_with(&*host.api, &agent.journal, UNIX_NOW, &recovery_options())
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.ops[0].resolution,
+        Resolution::Succeeded {
+            exitstatus: "OK".to_owned()
+        },
+        "closed from the vzrollback task pve lists"
+    );
+    audit_recovery(&summary, &*agent.audit, UNIX_NOW);
+    let last = agent.audit.entries().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.decision.as_str()),
+        ("rollback", "executed")
+    );
+    {
+        let j = agent.journal.lock().unwrap();
+        let entry = j.entries().find(|e| e.action == "rollback").unwrap();
+        assert_eq!(entry.state, OpState::Succeeded);
+    }
+    assert_eq!(
+        host.sim
+            .state()
+            .requests_to("POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback"),
+        1,
+        "never re-sent"
+    );
+}
+
+#[tokio::test]
 async fn an_unprovable_outcome_is_recorded_outcome_unknown_audited_and_not_resent() {
     let host = host(
         SimConfig::default().guest(
@@ -136,6 +193,12 @@ async fn an_unprovable_outcome_is_recorded_outcome_unknown_audited_and_not_resen
     assert_eq!(rollbacks, 1);
 
     let agent = Agent::open(&host, &files, signers());
+    // PVE's task list cannot be read, so the rollback's task is not found: nothing else proves
+    // how it ended.
+    host.sim.faults().fail_next(
+        1,
+        HttpFault::status(500, "task list unavailable").only(Some("GET"), Some("/tasks")),
+    );
     let summary = recover_with(&*host.api, &agent.journal, UNIX_NOW, &recovery_options())
         .await
         .unwrap();

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use felhom_journal::OpState;
 use felhom_proxmox::ProxmoxApi;
-use felhom_pve_sim::SimConfig;
+use felhom_pve_sim::{GuestSpec, SimConfig};
+use felhom_reconcile::recovery::INTERRUPTED_BEFORE_REQUEST;
 use felhom_reconcile::{recover, Resolution};
 
 use crate::support::{host, journal, lifecycle_of, names, NOW};
@@ -141,6 +142,102 @@ async fn every_in_flight_op_is_resumed_or_closed() {
     assert!(matches!(&unknown_op[2], OpState::Failed { error } if error.contains(&unknown)));
     assert_eq!(
         names(lifecycle_of(&ops, 103, "set_config")),
+        ["started", "failed"]
+    );
+}
+
+/// Ops the daemon journaled `started` whose request PVE did answer, killed before the UPID was
+/// journaled: recovery finds each one's task in the node's task list, journals its UPID and
+/// closes the op from the task — a start still running is waited on, a signed destroy is
+/// closed from its own task — and sends nothing again. A start whose request never arrived has
+/// no task and is closed as before, for the next pass to re-plan.
+#[tokio::test]
+async fn ops_interrupted_before_their_upid_are_closed_from_their_tasks() {
+    let config = SimConfig::default()
+        .epoch(NOW)
+        .guest(GuestSpec::new(102, "old").rootfs("local-lvm:vm-102-disk-0,size=8G"));
+    let host = host(config).await;
+    let state = host.sim.state();
+    host.sim
+        .faults()
+        .slow_tasks(Some("vzstart"), Duration::from_millis(400));
+
+    let journal = journal();
+    let (op_start, op_destroy, op_lost) = {
+        let mut j = journal.shared.lock().expect("journal");
+        (
+            j.started(Some(101), "start", None, NOW).expect("started"),
+            j.started(
+                Some(102),
+                "destroy_guest",
+                Some("signed:nonce-1".to_owned()),
+                NOW,
+            )
+            .expect("started"),
+            j.started(Some(100), "start", None, NOW).expect("started"),
+        )
+    };
+    // PVE took the first two requests; the kill came before their UPIDs were journaled.
+    let start = host.api.start(101).await.expect("start 101");
+    let destroy = host.api.destroy_guest(102).await.expect("destroy 102");
+    assert!(state.wait_task(destroy.as_str()).await.is_some());
+    assert!(state.task(start.as_str()).expect("task").running);
+    let requests_before = state.request_log().len();
+
+    let summary = recover(&*host.api, &journal.shared, NOW)
+        .await
+        .expect("recovery");
+    let by_op: Vec<_> = summary.ops.iter().map(|op| op.op_id.clone()).collect();
+    assert_eq!(by_op, [op_start, op_destroy, op_lost]);
+    let ok = Resolution::Succeeded {
+        exitstatus: "OK".to_owned(),
+    };
+    assert_eq!(
+        summary.ops[0].resolution, ok,
+        "the running start was waited on"
+    );
+    assert_eq!(
+        summary.ops[1].resolution, ok,
+        "closed from its task, not from the guest list"
+    );
+    assert_eq!(
+        summary.ops[2].resolution,
+        Resolution::Failed {
+            error: INTERRUPTED_BEFORE_REQUEST.to_owned()
+        }
+    );
+    assert!(!state.task(start.as_str()).expect("task").running);
+
+    // Zero new start (or any other mutating) requests: recovery only read.
+    let after: Vec<_> = state
+        .request_log()
+        .into_iter()
+        .skip(requests_before)
+        .collect();
+    assert!(after.iter().all(|r| r.method == "GET"), "{after:?}");
+    assert_eq!(
+        state.requests_to("POST /nodes/{node}/lxc/{vmid}/status/start"),
+        1
+    );
+    assert_eq!(state.requests_to("GET /nodes/{node}/tasks"), 3);
+
+    let ops = journal.lifecycles();
+    assert_eq!(
+        names(lifecycle_of(&ops, 101, "start")),
+        ["started", "task_running", "succeeded"]
+    );
+    assert_eq!(
+        names(lifecycle_of(&ops, 102, "destroy_guest")),
+        ["started", "task_running", "succeeded"]
+    );
+    assert_eq!(
+        lifecycle_of(&ops, 101, "start")[1],
+        OpState::TaskRunning {
+            upid: start.to_string()
+        }
+    );
+    assert_eq!(
+        names(lifecycle_of(&ops, 100, "start")),
         ["started", "failed"]
     );
 }
