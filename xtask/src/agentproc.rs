@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use felhom_pve_sim::PveSim;
+use felhom_pve_sim::{HubSim, HubSimConfig, PveSim};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
@@ -27,6 +27,24 @@ pub fn daemon_config(sim: &PveSim, hub_url: &str, dir: &Path) -> Value {
     let mut doc = felhom_testkit::config::daemon_config(sim, hub_url, dir, "info");
     doc["reconcile"] = json!({ "desired_state_file": dir.join("desired.json") });
     doc
+}
+
+/// A hub simulator whose envelope asks for `poll_interval_seconds`, a temp dir holding its CA
+/// (`hub-ca.pem`), and the daemon's config for `sim` ([`daemon_config`]) — unwritten, so the
+/// caller can adjust it before [`write_json`].
+pub async fn hub_and_config(
+    sim: &PveSim,
+    poll_interval_seconds: u64,
+) -> Result<(HubSim, tempfile::TempDir, Value)> {
+    let mut hub_config = HubSimConfig::default();
+    hub_config.envelope.poll_interval_seconds = Some(poll_interval_seconds);
+    let hub = HubSim::start(hub_config)
+        .await
+        .context("starting hub-sim")?;
+    let dir = tempfile::tempdir().context("temp dir")?;
+    std::fs::write(dir.path().join("hub-ca.pem"), hub.ca_pem()).context("hub CA")?;
+    let doc = daemon_config(sim, &hub.base_url(), dir.path());
+    Ok((hub, dir, doc))
 }
 
 /// Writes `v` as pretty JSON.

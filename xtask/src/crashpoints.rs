@@ -47,15 +47,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use felhom_journal::ops::{OpRecord, OpState};
-use felhom_pve_sim::{
-    GuestSpec, HubSim, HubSimConfig, ListOrder, PveSim, RequestRecord, SimConfig,
-};
+use felhom_pve_sim::{GuestSpec, ListOrder, PveSim, RequestRecord, SimConfig};
 use felhom_reconcile::recovery::INTERRUPTED_BEFORE_REQUEST;
 use felhom_reconcile::OpStep;
 use serde_json::json;
 
 use crate::agentproc::{
-    daemon_config, killed_by_sigkill, write_json, Daemon, CRASH_AT_ENV, POLL_FLOOR_ENV,
+    hub_and_config, killed_by_sigkill, write_json, Daemon, CRASH_AT_ENV, POLL_FLOOR_ENV,
 };
 
 mod signed;
@@ -278,6 +276,17 @@ fn is_mutation(r: &RequestRecord) -> bool {
 }
 
 /// Latest state of each op in the journal file (read without its lock).
+/// Every op of the journal closed: none left in flight.
+fn ensure_none_in_flight(ops: &BTreeMap<String, OpRecord>) -> Result<()> {
+    let open: Vec<&String> = ops
+        .iter()
+        .filter(|(_, r)| !r.state.is_terminal())
+        .map(|(id, _)| id)
+        .collect();
+    ensure!(open.is_empty(), "ops left in flight: {open:?}");
+    Ok(())
+}
+
 fn journal_ops(path: &Path) -> Result<BTreeMap<String, OpRecord>> {
     let inspected = felhom_journal::repair::inspect::<OpRecord>(path)
         .with_context(|| format!("reading the journal {}", path.display()))?;
@@ -314,15 +323,9 @@ pub async fn run_point(bin: &Path, point: Point) -> Result<Outcome> {
     if point.kill == Kill::Waiting {
         sim.faults().slow_tasks(action.task_type(), WAITING_TASK);
     }
-    let mut hub_config = HubSimConfig::default();
-    hub_config.envelope.poll_interval_seconds = Some(1);
-    let hub = HubSim::start(hub_config)
-        .await
-        .context("starting hub-sim")?;
-    let dir = tempfile::tempdir().context("temp dir")?;
-    std::fs::write(dir.path().join("hub-ca.pem"), hub.ca_pem()).context("hub CA")?;
+    let (hub, dir, doc) = hub_and_config(&sim, 1).await?;
     let config = dir.path().join("agent.json");
-    write_json(&config, &daemon_config(&sim, &hub.base_url(), dir.path()))?;
+    write_json(&config, &doc)?;
     write_json(&dir.path().join("desired.json"), &scenario.desired())?;
     let journal = dir.path().join("journal.log");
     let floor = (POLL_FLOOR_ENV, "200".to_owned());
@@ -459,12 +462,7 @@ pub async fn run_point(bin: &Path, point: Point) -> Result<Outcome> {
             now.state
         );
     }
-    let open: Vec<&String> = after
-        .iter()
-        .filter(|(_, r)| !r.state.is_terminal())
-        .map(|(id, _)| id)
-        .collect();
-    ensure!(open.is_empty(), "ops left in flight: {open:?}");
+    ensure_none_in_flight(&after)?;
 
     // Each drifting guest's request once; a second time only for an op whose outcome the kill
     // left unknown (sent, but no UPID journaled), which recovery closed as failed for the next

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use felhom_pve_sim::{
-    GuestSpec, HttpFault, HubFault, HubSim, HubSimConfig, PveSim, SimConfig, DEFAULT_HUB_API_KEY,
+    GuestSpec, HttpFault, HubFault, HubSim, PveSim, SimConfig, DEFAULT_HUB_API_KEY,
 };
 use serde_json::json;
 
-use crate::agentproc::{daemon_config, write_json, Daemon, POLL_FLOOR_ENV};
+use crate::agentproc::{hub_and_config, write_json, Daemon, POLL_FLOOR_ENV};
 
 /// The hub's poll interval during the soak.
 pub const INTERVAL_SECONDS: u64 = 2;
@@ -251,15 +251,9 @@ async fn soak(bin: &Path, total: Duration) -> Result<Figures> {
     )
     .await
     .context("starting pve-sim")?;
-    let mut hub_config = HubSimConfig::default();
-    hub_config.envelope.poll_interval_seconds = Some(INTERVAL_SECONDS);
-    let hub = HubSim::start(hub_config)
-        .await
-        .context("starting hub-sim")?;
-    let dir = tempfile::tempdir().context("temp dir")?;
-    std::fs::write(dir.path().join("hub-ca.pem"), hub.ca_pem()).context("hub CA")?;
+    let (hub, dir, doc) = hub_and_config(&sim, INTERVAL_SECONDS).await?;
     let config = dir.path().join("agent.json");
-    write_json(&config, &daemon_config(&sim, &hub.base_url(), dir.path()))?;
+    write_json(&config, &doc)?;
     write_json(
         &dir.path().join("desired.json"),
         &json!({ "guests": [

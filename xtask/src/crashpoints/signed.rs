@@ -21,14 +21,14 @@ use felhom_hub_proto::{
     AuditEntry, OpBlob, OpKind, SignedOpEntry, Timestamp, OP_SIGNATURE_NAMESPACE,
 };
 use felhom_journal::ops::OpState;
-use felhom_pve_sim::{GuestSpec, HubSim, HubSimConfig, ListOrder, PveSim, SimConfig};
+use felhom_pve_sim::{GuestSpec, HubSim, ListOrder, PveSim, SimConfig};
 use serde_json::json;
 use ssh_key::private::Ed25519Keypair;
 use ssh_key::{HashAlg, LineEnding, PrivateKey};
 
-use super::{journal_ops, tail, WAIT};
+use super::{ensure_none_in_flight, journal_ops, tail, WAIT};
 use crate::agentproc::{
-    daemon_config, killed_by_sigkill, write_json, Daemon, CRASH_AT_ENV, POLL_FLOOR_ENV,
+    hub_and_config, killed_by_sigkill, write_json, Daemon, CRASH_AT_ENV, POLL_FLOOR_ENV,
 };
 
 const DESTROY: &str = "DELETE /nodes/{node}/lxc/{vmid}";
@@ -140,16 +140,9 @@ pub async fn run_point(bin: &Path, round: u32, kill: SignedKill) -> Result<Signe
     )
     .await
     .context("starting pve-sim")?;
-    let mut hub_config = HubSimConfig::default();
-    hub_config.envelope.poll_interval_seconds = Some(1);
-    let hub = HubSim::start(hub_config)
-        .await
-        .context("starting hub-sim")?;
+    let (hub, dir, mut doc) = hub_and_config(&sim, 1).await?;
     hub.set_signed_ops(vec![served_op(vmid)?]);
-    let dir = tempfile::tempdir().context("temp dir")?;
-    std::fs::write(dir.path().join("hub-ca.pem"), hub.ca_pem()).context("hub CA")?;
     let config = dir.path().join("agent.json");
-    let mut doc = daemon_config(&sim, &hub.base_url(), dir.path());
     doc["authz"]["signers"] = json!([{
         "key_id": "ops-crash",
         "role": "operational",
@@ -239,12 +232,7 @@ pub async fn run_point(bin: &Path, round: u32, kill: SignedKill) -> Result<Signe
         "the guest's fate does not match the DELETEs sent ({destroys})"
     );
     let after = journal_ops(&journal)?;
-    let open: Vec<&String> = after
-        .iter()
-        .filter(|(_, r)| !r.state.is_terminal())
-        .map(|(id, _)| id)
-        .collect();
-    ensure!(open.is_empty(), "ops left in flight: {open:?}");
+    ensure_none_in_flight(&after)?;
     let closed_op = after
         .get(op.op_id.as_str())
         .context("the op was lost from the journal")?;

@@ -5,8 +5,8 @@
 //! the hub serves it → executed once; served again → refused, not executed; the hub sets
 //! `blocked` → nothing moves; unblocked → the new desired state converges.
 //!
-//! Where `ssh-keygen` is absent the signing steps say so and pass without signing (the rest of
-//! the story still runs). Everything is checked from the hub's received reports and the PVE
+//! Where `ssh-keygen` is absent the signing and replay steps are reported skipped, never passed
+//! (the rest of the story still runs). Everything is checked from the hub's received reports and the PVE
 //! simulator's state, not from log lines.
 
 use std::path::{Path, PathBuf};
@@ -221,8 +221,10 @@ async fn ask(demo: &Demo) -> Result<()> {
 
 async fn sign(demo: &Demo) -> Result<()> {
     if operator_public_key(&demo.dir).is_none() {
-        println!("note: ssh-keygen is absent: the operator cannot sign here; step skipped");
-        return Ok(());
+        return Err(super::Skipped(
+            "ssh-keygen is absent: the operator cannot sign here".to_owned(),
+        )
+        .into());
     }
     let now = unix_now();
     let nonce = format!("demo-destroy-{now}");
@@ -293,8 +295,7 @@ async fn replay(demo: &Demo) -> Result<()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     let Some(op) = op else {
-        println!("note: no signed op (ssh-keygen is absent): step skipped");
-        return Ok(());
+        return Err(super::Skipped("no signed op (ssh-keygen is absent)".to_owned()).into());
     };
     let nonce = serde_json::from_str::<serde_json::Value>(&op.blob)?["nonce"]
         .as_str()
