@@ -331,7 +331,7 @@ async fn run(
     if let Some(j) = journal.clone() {
         notifier.status("recovering in-flight operations");
         tokio::select! {
-            recovered = recover(&api, &j, &*gate.audit) => if let Err(reason) = recovered {
+            recovered = recover(&api, &j, &*gate.audit, &config.authz.nonce_store) => if let Err(reason) = recovered {
                 status.set_journal_less(reason);
                 journal = None;
             },
@@ -572,13 +572,26 @@ async fn recover<A: ProxmoxApi>(
     api: &Arc<A>,
     journal: &SharedJournal,
     audit: &dyn felhom_reconcile::AuditSink,
+    nonce_store: &std::path::Path,
 ) -> Result<(), String> {
     let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default();
+    let signers_file = felhom_reconcile::SignerStore::path_next_to(nonce_store);
+    // Whether an interrupted rotation was persisted; unreadable, it reads as not persisted
+    // (the rotation is then resumed, and fails on the same file if it is damaged).
+    let signer_set_nonce = match felhom_reconcile::SignerStore::read_set(&signers_file) {
+        Ok(set) => set.map(|s| s.nonce),
+        Err(e) => {
+            tracing::warn!(error = %e, "startup recovery cannot read the signers file");
+            None
+        }
+    };
     let options = RecoveryOptions {
         wait: WaitOptions {
             timeout: RECOVERY_WAIT,
             ..WaitOptions::default()
         },
+        signer_set_nonce,
+        ..RecoveryOptions::default()
     };
     match recover_with(api.as_ref(), journal, now, &options).await {
         Ok(summary) => {
@@ -588,6 +601,7 @@ async fn recover<A: ProxmoxApi>(
                     failed = summary.failed(),
                     left_in_flight = summary.left_in_flight(),
                     outcome_unknown = summary.outcome_unknown(),
+                    not_sent = summary.not_sent(),
                     "startup recovery closed the ops a stop or crash interrupted"
                 );
             }

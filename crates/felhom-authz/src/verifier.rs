@@ -247,7 +247,7 @@ impl<N: NonceStore> Verifier<N> {
         armored_sig: &[u8],
         now: OffsetDateTime,
     ) -> Result<VerifiedOp, AuthzError> {
-        self.verify_inner(blob, armored_sig, now, None)
+        self.verify_nonce(blob, armored_sig, now, None, false)
     }
 
     /// Runs every stage, role scope and binding to `expected` included, and records the nonce:
@@ -261,20 +261,48 @@ impl<N: NonceStore> Verifier<N> {
         now: OffsetDateTime,
         expected: &Expectation,
     ) -> Result<VerifiedOp, AuthzError> {
-        self.verify_inner(blob, armored_sig, now, Some(expected))
+        self.verify_nonce(blob, armored_sig, now, Some(expected), false)
     }
 
-    fn verify_inner(
+    /// [`Verifier::verify_for`] for an op the caller **resumes**: its earlier verification
+    /// recorded the nonce, and the caller's own durable record proves that use never reached
+    /// its target (felhom-reconcile's startup recovery: journaled, killed before the request,
+    /// no task of it on the node). Every stage runs again (signer, host, time window, role,
+    /// binding); a nonce already recorded is then accepted instead of refused as a replay, a
+    /// fresh one is recorded. Never call it without that proof: it is the one way past the
+    /// replay check, and the caller's journal is what keeps the resumed op one-shot.
+    pub fn verify_resumed_for(
+        &self,
+        blob: &[u8],
+        armored_sig: &[u8],
+        now: OffsetDateTime,
+        expected: &Expectation,
+    ) -> Result<VerifiedOp, AuthzError> {
+        self.verify_nonce(blob, armored_sig, now, Some(expected), true)
+    }
+
+    fn verify_nonce(
         &self,
         blob: &[u8],
         armored_sig: &[u8],
         now: OffsetDateTime,
         expected: Option<&Expectation>,
+        resumed: bool,
     ) -> Result<VerifiedOp, AuthzError> {
         let (op, keep_until) = self
             .decide(blob, armored_sig, now, expected)
             .inspect_err(log_refusal)?;
         match self.nonce_store.record(&op.nonce, keep_until) {
+            Ok(NonceOutcome::Seen) if resumed => {
+                tracing::warn!(
+                    op = %op.op,
+                    guest_id = ?op.guest_id,
+                    signer = %op.signer.key_id,
+                    nonce = %op.nonce,
+                    "signed op verified again and resumed: its earlier use never reached pve"
+                );
+                Ok(op)
+            }
             Ok(NonceOutcome::Fresh) => {
                 tracing::info!(
                     op = %op.op,

@@ -298,6 +298,11 @@ impl Index {
         self.by_id.get(id).map(|&i| &self.entries[i])
     }
 
+    fn last_with_key(&self, key: &str) -> Option<&OpEntry> {
+        let i = *self.by_key.get(key)?.last()?;
+        self.entries.get(i)
+    }
+
     fn key_state(&self, key: &str) -> KeyState {
         let Some(ops) = self.by_key.get(key) else {
             return KeyState::Unknown;
@@ -481,6 +486,12 @@ impl OpJournal {
     /// The op's latest state.
     pub fn get(&self, op_id: &OpId) -> Option<OpEntry> {
         self.index.get(op_id).cloned()
+    }
+
+    /// The latest op carrying `key` (the last one started with it), whatever its state: tells
+    /// how the key's most recent use ended, e.g. that it failed before anything was sent.
+    pub fn last_with_key(&self, key: &str) -> Option<&OpEntry> {
+        self.index.last_with_key(key)
     }
 
     /// Whether an op with this idempotency key succeeded.
@@ -683,6 +694,26 @@ mod tests {
             let dbg = format!("{recs:?}");
             assert_eq!(index(recs).key_state("k"), want, "{dbg}");
         }
+    }
+
+    #[test]
+    fn the_last_op_with_a_key_is_its_latest_use() {
+        let k = Some("k");
+        let i = index(vec![
+            rec("a", k, OpState::Started, 1),
+            rec("b", None, OpState::Started, 2),
+            rec("a", k, OpState::Failed { error: "x".into() }, 3),
+            rec("c", k, OpState::Started, 4),
+        ]);
+        assert_eq!(i.last_with_key("k").unwrap().op_id.as_str(), "c");
+        assert!(i.last_with_key("other").is_none());
+        // an op that drops its key is no longer the key's
+        let i = index(vec![
+            rec("a", k, OpState::Started, 1),
+            rec("c", k, OpState::Started, 2),
+            rec("c", None, OpState::Started, 3),
+        ]);
+        assert_eq!(i.last_with_key("k").unwrap().op_id.as_str(), "a");
     }
 
     #[test]

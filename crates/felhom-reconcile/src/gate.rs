@@ -231,11 +231,35 @@ impl<N: NonceStore + 'static> ReversibilityGate<N> {
         signed: Option<&SignedOp>,
         now: u64,
     ) -> Verdict {
+        self.decide_with(action, signed, now, Nonce::Record)
+    }
+
+    /// [`decide_destructive`](Self::decide_destructive) for a signed op the caller
+    /// **resumes**: its journal proves the op's earlier, allowed use never reached PVE
+    /// (startup recovery closed it [`crate::recovery::NOT_SENT`]). Every stage is checked
+    /// again; only the nonce that earlier use recorded is accepted rather than refused as a
+    /// replay ([`felhom_authz::Verifier::verify_resumed_for`]).
+    pub fn decide_destructive_resumed(
+        &self,
+        action: &DestructiveAction,
+        signed: &SignedOp,
+        now: u64,
+    ) -> Verdict {
+        self.decide_with(action, Some(signed), now, Nonce::Resume)
+    }
+
+    fn decide_with(
+        &self,
+        action: &DestructiveAction,
+        signed: Option<&SignedOp>,
+        now: u64,
+        nonce: Nonce,
+    ) -> Verdict {
         let class = classify_destructive(action, &self.provenance());
-        let verdict = self.judge(action, &class, signed, true);
+        let verdict = self.judge(action, &class, signed, nonce);
         audit::record(
             &*self.audit,
-            &self.entry(action, &class, &verdict, now, signed),
+            &self.entry(action, &class, &verdict, now, signed, nonce),
         );
         verdict
     }
@@ -244,7 +268,7 @@ impl<N: NonceStore + 'static> ReversibilityGate<N> {
     /// (no nonce, no audit): `felhom-agent verify-op --expect`.
     pub fn preview(&self, action: &DestructiveAction, signed: Option<&SignedOp>) -> Verdict {
         let class = classify_destructive(action, &self.provenance());
-        self.judge(action, &class, signed, false)
+        self.judge(action, &class, signed, Nonce::LookUp)
     }
 
     fn judge(
@@ -252,7 +276,7 @@ impl<N: NonceStore + 'static> ReversibilityGate<N> {
         action: &DestructiveAction,
         class: &Class,
         signed: Option<&SignedOp>,
-        record: bool,
+        nonce: Nonce,
     ) -> Verdict {
         // An empty signature is no signature: held, not refused as malformed.
         let signed = signed.filter(|s| !s.signature.iter().all(u8::is_ascii_whitespace));
@@ -274,10 +298,11 @@ impl<N: NonceStore + 'static> ReversibilityGate<N> {
         }
         let expected = action.expectation();
         let now = self.now();
-        let verified = if record {
-            verifier.verify_for(&signed.blob, &signed.signature, now, &expected)
-        } else {
-            verifier.check_for(&signed.blob, &signed.signature, now, &expected)
+        let (blob, sig) = (&signed.blob, &signed.signature);
+        let verified = match nonce {
+            Nonce::Record => verifier.verify_for(blob, sig, now, &expected),
+            Nonce::LookUp => verifier.check_for(blob, sig, now, &expected),
+            Nonce::Resume => verifier.verify_resumed_for(blob, sig, now, &expected),
         }
         .map_err(GateReason::Authz)?;
         Ok(Allowed {
@@ -296,6 +321,7 @@ impl<N: NonceStore + 'static> ReversibilityGate<N> {
         verdict: &Verdict,
         now: u64,
         signed: Option<&SignedOp>,
+        nonce: Nonce,
     ) -> AuditEntry {
         let b = EntryBuilder {
             at: now,
@@ -306,7 +332,12 @@ impl<N: NonceStore + 'static> ReversibilityGate<N> {
         match verdict {
             Ok(allowed) => b.entry(
                 "allowed",
-                matches!(class, Class::Benign(BenignWhy::AgentCreated)).then_some("agent_created"),
+                if nonce == Nonce::Resume {
+                    Some("resumed")
+                } else {
+                    matches!(class, Class::Benign(BenignWhy::AgentCreated))
+                        .then_some("agent_created")
+                },
                 None,
                 allowed.signed.as_ref().map(|s| s.key_id.clone()),
                 allowed.signed.as_ref().map(|s| s.nonce.clone()),
@@ -320,6 +351,17 @@ impl<N: NonceStore + 'static> ReversibilityGate<N> {
             ),
         }
     }
+}
+
+/// What the gate does with a verified signature's nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nonce {
+    /// Record it (refusing a replay): a decision that runs the op.
+    Record,
+    /// Only look it up (a used one still refuses): a preview.
+    LookUp,
+    /// Accept it already recorded: a resumed op (see `decide_destructive_resumed`).
+    Resume,
 }
 
 impl<N: NonceStore + 'static> Gate for ReversibilityGate<N> {
@@ -345,8 +387,8 @@ impl<N: NonceStore + 'static> Gate for ReversibilityGate<N> {
             (Action::Destroy { vmid }, _) => {
                 let now = self.now().unix_timestamp().max(0) as u64;
                 let destroy = DestructiveAction::DestroyGuest { vmid: *vmid };
-                let verdict = self.judge(&destroy, &class, None, false);
-                let entry = self.entry(&destroy, &class, &verdict, now, None);
+                let verdict = self.judge(&destroy, &class, None, Nonce::Record);
+                let entry = self.entry(&destroy, &class, &verdict, now, None, Nonce::Record);
                 let sink = Arc::clone(&self.audit);
                 let decision = match verdict {
                     Ok(_) => GateDecision::Allow,

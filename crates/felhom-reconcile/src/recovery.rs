@@ -17,12 +17,17 @@
 //!   closed as failed: whether PVE acted is unknown, and the next reconcile pass re-plans it
 //!   from actual state.
 //!
-//! * A **destructive** one-shot op (`destroy_guest`, `rollback`, `delete_snapshot`,
-//!   `restore_over`: a signed job) that crashed before its request returned is never re-sent.
-//!   It is closed from observed state where that proves the outcome — a `destroy_guest` whose
-//!   guest PVE no longer lists succeeded — and otherwise recorded failed as
+//! * A **signed** one-shot op (`destroy_guest`, `rollback`, `delete_snapshot`,
+//!   `restore_over`, `rotate_signers`) that crashed before its request returned is never
+//!   re-sent by recovery. Once the settle window ([`RecoveryOptions::settle`], counted from
+//!   when it was journaled) has passed, PVE decides: a `destroy_guest` whose guest is gone
+//!   succeeded; a task of it listed now is adopted; **no task of it** (its guest unchanged)
+//!   proves the request never reached PVE, and the op is closed [`NOT_SENT`]
+//!   ([`Resolution::NotSent`]) — its nonce is spent, but the signed job resumes it when the hub
+//!   serves it again, so it runs exactly once; anything less certain is recorded failed as
 //!   [`OUTCOME_UNKNOWN`] ([`Resolution::OutcomeUnknown`]), for [`audit_recovery`] to put in
-//!   front of an operator. Its nonce is spent, so the signed op cannot run again either way.
+//!   front of an operator (the nonce is spent: the op cannot run again). A `rotate_signers`
+//!   is decided by the signers file ([`RecoveryOptions::signer_set_nonce`]).
 //!
 //! Two cases stay in flight instead, reported as such: PVE could not be asked (transport
 //! failure: the next start tries again), and a *one-shot* op (one with an idempotency key)
@@ -50,6 +55,22 @@ pub const TASK_UNKNOWN: &str = "task unknown after restart";
 
 /// Journal error prefix (and audit decision) of a destructive op whose outcome is unknown.
 pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+
+/// Journal error prefix of a signed op that recovery proved never reached PVE: its nonce was
+/// recorded, but no task of it appeared on the node within the settle window and its guest is
+/// unchanged (a rotation: the signers file does not hold it). The op's key is free and the
+/// signed job resumes it when the hub serves it again ([`is_not_sent`]).
+pub const NOT_SENT: &str = "not_sent";
+
+/// Whether `entry` is a signed op closed [`NOT_SENT`]: its signature may run it once more.
+pub fn is_not_sent(entry: &OpEntry) -> bool {
+    entry
+        .idempotency_key
+        .as_deref()
+        .is_some_and(|k| k.starts_with("signed:"))
+        && matches!(&entry.state, OpState::Failed { error }
+            if error.strip_prefix(NOT_SENT).is_some_and(|rest| rest.starts_with(':')))
+}
 
 /// The journal actions of destructive (one-shot, signed) ops.
 const DESTRUCTIVE_ACTIONS: [&str; 4] = [
@@ -164,6 +185,13 @@ const RECOVERY_CONCURRENCY: usize = 8;
 pub struct RecoveryOptions {
     /// Wait options for tasks still running; `timeout` bounds each wait.
     pub wait: WaitOptions,
+    /// How long after a signed op was journaled its request, had it reached PVE, has surely
+    /// started a task (or, for a destroy, removed the guest): recovery waits out what is left
+    /// of it before calling the op [`NOT_SENT`]. Default [`SETTLE`].
+    pub settle: Duration,
+    /// The nonce of the signer set in force (the signers file's `nonce`), which tells whether
+    /// an interrupted `rotate_signers` was persisted. `None`: no signers file.
+    pub signer_set_nonce: Option<String>,
 }
 
 impl Default for RecoveryOptions {
@@ -173,6 +201,8 @@ impl Default for RecoveryOptions {
                 timeout: DEFAULT_RECOVERY_WAIT,
                 ..WaitOptions::default()
             },
+            settle: SETTLE,
+            signer_set_nonce: None,
         }
     }
 }
@@ -199,6 +229,12 @@ pub enum Resolution {
     /// does not prove: closed as failed with this error (starting with [`OUTCOME_UNKNOWN`]),
     /// never re-sent; an operator checks the guest.
     OutcomeUnknown {
+        /// The error recorded.
+        error: String,
+    },
+    /// A signed op proven never to have reached PVE: closed as failed with this error
+    /// (starting with [`NOT_SENT`]); the same signed op runs when the hub serves it again.
+    NotSent {
         /// The error recorded.
         error: String,
     },
@@ -240,6 +276,11 @@ impl RecoverySummary {
     /// Destructive ops closed with an unknown outcome.
     pub fn outcome_unknown(&self) -> usize {
         self.count(|r| matches!(r, Resolution::OutcomeUnknown { .. }))
+    }
+
+    /// Signed ops proven never sent, free to run when served again.
+    pub fn not_sent(&self) -> usize {
+        self.count(|r| matches!(r, Resolution::NotSent { .. }))
     }
 
     /// Ops still in flight.
@@ -333,8 +374,9 @@ async fn resolve_and_record<A: ProxmoxApi>(
     entry: OpEntry,
 ) -> Result<RecoveredOp, RecoveryError> {
     let resolution = match adopt(api, journal, clock, options, &entry).await? {
-        Some(resolution) => resolution,
-        None => resolve(api, options, &entry).await,
+        Lookup::Closed(resolution) => resolution,
+        _ if is_signed_started(&entry) => prove(api, journal, clock, options, &entry).await?,
+        _ => resolve(api, options, &entry).await,
     };
     let op_id = entry.op_id.clone();
     let now = clock.now();
@@ -343,7 +385,9 @@ async fn resolve_and_record<A: ProxmoxApi>(
             let op = op_id.clone();
             Some(journal_write(journal, move |j| j.succeeded(&op, now)).await)
         }
-        Resolution::Failed { error } | Resolution::OutcomeUnknown { error } => {
+        Resolution::Failed { error }
+        | Resolution::OutcomeUnknown { error }
+        | Resolution::NotSent { error } => {
             let (op, error) = (op_id.clone(), error.clone());
             Some(journal_write(journal, move |j| j.failed(&op, &error, now)).await)
         }
@@ -369,34 +413,46 @@ async fn resolve_and_record<A: ProxmoxApi>(
     })
 }
 
+/// What looking an interrupted op's task up came to.
+enum Lookup {
+    /// Its one task was adopted and the op closed from it.
+    Closed(Resolution),
+    /// PVE listed no task of it.
+    NoTask,
+    /// Which task is its, if any, is unknown (several candidates, an unreadable list, or an
+    /// op that is not `started` or runs no task of a known type); why.
+    Unknown(String),
+}
+
 /// For an op `started` without a UPID: looks its task up, and if exactly one is found
-/// journals its UPID and closes the op from it (waiting, bounded, if it runs). `None`: no task
-/// adopted, resolve the op as before.
+/// journals its UPID and closes the op from it (waiting, bounded, if it runs).
 async fn adopt<A: ProxmoxApi>(
     api: &A,
     journal: &SharedJournal,
     clock: PassClock,
     options: &RecoveryOptions,
     entry: &OpEntry,
-) -> Result<Option<Resolution>, RecoveryError> {
+) -> Result<Lookup, RecoveryError> {
     let Some(filter) = task_filter(entry) else {
-        return Ok(None);
+        return Ok(Lookup::Unknown("no task to look for".to_owned()));
     };
     let (upid, exit) = match api.list_tasks(&filter).await {
         Ok(list) => match pick_task(&filter, &list.tasks, list.total) {
             TaskLookup::One { upid, exit } => (upid, exit),
             TaskLookup::None => {
                 tracing::info!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, "no task of the interrupted op in pve's task list");
-                return Ok(None);
+                return Ok(Lookup::NoTask);
             }
             TaskLookup::Ambiguous { candidates } => {
                 tracing::warn!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, candidates, "several tasks could be the interrupted op's; none adopted");
-                return Ok(None);
+                return Ok(Lookup::Unknown(format!(
+                    "{candidates} tasks could be its own"
+                )));
             }
         },
         Err(error) => {
             tracing::warn!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, %error, "cannot list pve's tasks for the interrupted op");
-            return Ok(None);
+            return Ok(Lookup::Unknown(format!("cannot list pve's tasks: {error}")));
         }
     };
     tracing::info!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, %upid, "adopted the interrupted op's task");
@@ -408,7 +464,7 @@ async fn adopt<A: ProxmoxApi>(
         });
     }
     let one_shot = entry.idempotency_key.is_some();
-    Ok(Some(match exit {
+    Ok(Lookup::Closed(match exit {
         Some((exit, exitstatus)) => judge_exit(&upid, exit, exitstatus),
         None => waited(api, options, &upid, one_shot).await,
     }))
@@ -418,9 +474,6 @@ async fn adopt<A: ProxmoxApi>(
 async fn resolve<A: ProxmoxApi>(api: &A, options: &RecoveryOptions, entry: &OpEntry) -> Resolution {
     let one_shot = entry.idempotency_key.is_some();
     let upid = match &entry.state {
-        OpState::Started if one_shot && DESTRUCTIVE_ACTIONS.contains(&entry.action.as_str()) => {
-            return observed(api, options, entry).await
-        }
         OpState::Started => return interrupted_before_request(one_shot),
         OpState::TaskRunning { upid } => upid,
         // `in_flight` lists no terminal op; if one ever slipped through, leave it be.
@@ -447,22 +500,65 @@ async fn resolve<A: ProxmoxApi>(api: &A, options: &RecoveryOptions, entry: &OpEn
     }
 }
 
-/// How long recovery watches a guest that a `destroy_guest` interrupted before PVE answered
-/// still shows: a destroy whose request did reach PVE may still be running (the daemon can
-/// restart within milliseconds of its crash), and its guest disappears when it ends. Capped by
-/// the recovery wait.
-pub const DESTROY_SETTLE: Duration = Duration::from_secs(10);
-/// How often the guest list is read meanwhile.
+/// The default settle window ([`RecoveryOptions::settle`]): a request that reached PVE has
+/// started its task (a destroy: removed its guest, or is running its task) well within it,
+/// even when the daemon restarts within milliseconds of its crash.
+pub const SETTLE: Duration = Duration::from_secs(10);
+/// How often a destroy's guest is looked for meanwhile.
 const DESTROY_SETTLE_POLL: Duration = Duration::from_millis(250);
 
-/// Closes a destructive op that crashed before its request returned, from what PVE shows now;
-/// never re-sends it. A guest still listed is watched for [`DESTROY_SETTLE`] (a destroy task
-/// that reached PVE may still be running) before the outcome is called unknown.
-async fn observed<A: ProxmoxApi>(
+/// Whether `entry` is a signed one-shot op interrupted before its request returned: what
+/// [`prove`] closes.
+fn is_signed_started(entry: &OpEntry) -> bool {
+    entry.state == OpState::Started
+        && entry
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("signed:"))
+        && (DESTRUCTIVE_ACTIONS.contains(&entry.action.as_str()) || entry.action == ROTATE_SIGNERS)
+}
+
+/// The journal action of a signer rotation (a signed op that sends nothing to PVE).
+const ROTATE_SIGNERS: &str = "rotate_signers";
+
+/// Closes a signed op interrupted before its request returned, with no task adopted yet;
+/// never re-sends it. What PVE shows decides, once the settle window has passed:
+///
+/// * a `destroy_guest` whose guest is gone succeeded;
+/// * its one task, found now, closes it (as [`adopt`] does);
+/// * no task of it listed (and, for a destroy, its guest still there): it never reached PVE —
+///   [`Resolution::NotSent`], so the hub's next serve runs it, once;
+/// * anything less certain (several candidates, an unreadable list):
+///   [`Resolution::OutcomeUnknown`], for an operator.
+///
+/// A `rotate_signers` is decided by the signers file: in force, it succeeded; not, it was not
+/// persisted and the rotation never happened.
+async fn prove<A: ProxmoxApi>(
     api: &A,
+    journal: &SharedJournal,
+    clock: PassClock,
     options: &RecoveryOptions,
     entry: &OpEntry,
-) -> Resolution {
+) -> Result<Resolution, RecoveryError> {
+    let nonce = entry
+        .idempotency_key
+        .as_deref()
+        .and_then(|k| k.strip_prefix("signed:"))
+        .unwrap_or_default();
+    if entry.action == ROTATE_SIGNERS {
+        return Ok(if options.signer_set_nonce.as_deref() == Some(nonce) {
+            Resolution::Succeeded {
+                exitstatus: "the signers file holds its set".to_owned(),
+            }
+        } else {
+            Resolution::NotSent {
+                error: format!(
+                    "{NOT_SENT}: rotate_signers interrupted before its set was persisted; the \
+                     signers in force are unchanged"
+                ),
+            }
+        });
+    }
     let unknown = |why: String| Resolution::OutcomeUnknown {
         error: format!(
             "{OUTCOME_UNKNOWN}: {} interrupted before pve answered; {why}; not re-sent — check \
@@ -470,27 +566,47 @@ async fn observed<A: ProxmoxApi>(
             entry.action
         ),
     };
-    match (entry.action.as_str(), entry.vmid) {
+    // What is left of the settle window, counted from when the op was journaled.
+    let elapsed = Duration::from_secs(clock.now().saturating_sub(entry.at));
+    let remaining = options
+        .settle
+        .saturating_sub(elapsed)
+        .min(options.wait.timeout);
+    let guest = match (entry.action.as_str(), entry.vmid) {
         ("destroy_guest", Some(vmid)) => {
-            let deadline = tokio::time::Instant::now() + DESTROY_SETTLE.min(options.wait.timeout);
+            let deadline = tokio::time::Instant::now() + remaining;
             loop {
                 match api.list_lxc().await {
                     Ok(guests) if guests.iter().all(|g| g.vmid != vmid) => {
-                        return Resolution::Succeeded {
+                        return Ok(Resolution::Succeeded {
                             exitstatus: format!("guest {vmid} is gone"),
-                        }
+                        })
                     }
                     Ok(_) if tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(DESTROY_SETTLE_POLL).await;
                     }
-                    Ok(_) => return unknown(format!("guest {vmid} still exists")),
-                    Err(error) => return unknown(format!("cannot list guests: {error}")),
+                    Ok(_) => break format!(", and guest {vmid} still exists"),
+                    Err(error) => return Ok(unknown(format!("cannot list guests: {error}"))),
                 }
             }
         }
-        // A rollback, restore or snapshot deletion leaves no state that proves it ran.
-        _ => unknown("pve's state does not prove the outcome".to_owned()),
-    }
+        _ => {
+            tokio::time::sleep(remaining).await;
+            String::new()
+        }
+    };
+    Ok(match adopt(api, journal, clock, options, entry).await? {
+        Lookup::Closed(resolution) => resolution,
+        Lookup::NoTask => Resolution::NotSent {
+            error: format!(
+                "{NOT_SENT}: {} interrupted before its request reached pve: no task of it \
+                 listed {}s after it was journaled{guest}; the signed op runs when served again",
+                entry.action,
+                options.settle.as_secs()
+            ),
+        },
+        Lookup::Unknown(why) => unknown(why),
+    })
 }
 
 /// Closes an op whose request may or may not have reached PVE.
@@ -564,7 +680,7 @@ async fn waited<A: ProxmoxApi>(
 /// [`Resolution::OutcomeUnknown`], which an operator must look at.
 pub fn audit_recovery(summary: &RecoverySummary, sink: &dyn crate::audit::AuditSink, now: u64) {
     for op in &summary.ops {
-        if !DESTRUCTIVE_ACTIONS.contains(&op.action.as_str()) {
+        if !DESTRUCTIVE_ACTIONS.contains(&op.action.as_str()) && op.action != ROTATE_SIGNERS {
             continue;
         }
         let builder = crate::audit::EntryBuilder {
@@ -601,7 +717,8 @@ pub fn audit_recovery(summary: &RecoverySummary, sink: &dyn crate::audit::AuditS
                 None,
                 nonce,
             ),
-            Resolution::LeftInFlight { .. } => continue,
+            // No outcome yet: the hub keeps serving the op, and the run it resumes is audited.
+            Resolution::NotSent { .. } | Resolution::LeftInFlight { .. } => continue,
         };
         crate::audit::record(sink, &entry);
     }

@@ -15,6 +15,14 @@
 //! failed at PVE needs a fresh signature. The journal's key then stays free (failed), and the
 //! verifier's nonce store refuses the old signature as a replay.
 //!
+//! One exception makes a served op run **exactly** once across a crash: an op killed after
+//! its nonce was recorded but before its request reached PVE, which startup recovery closed
+//! [`crate::recovery::NOT_SENT`] (no task of it on the node after the settle window, its guest
+//! unchanged). When the hub serves it again, the journal's latest use of its key says so, and
+//! the gate verifies it again in full but accepts its already-recorded nonce
+//! ([`ReversibilityGate::decide_destructive_resumed`]); the new op takes the key before its
+//! request, so the resumed op is as one-shot as the first.
+//!
 //! `rotate_signers` sends nothing to PVE: the new set is validated, written to the signers
 //! file atomically ([`SignerStore::save`]) and then put in force ([`ReversibilityGate::rotate`]).
 //!
@@ -275,12 +283,15 @@ impl<N: NonceStore + 'static, E: DestructiveExecutor> Run<N, E> {
 
     async fn run(self, op: SignedOp, action: DestructiveAction, nonce: String) -> SignedJobOutcome {
         let key = idempotency_key(&nonce);
-        // Dedupe first: an op this journal applied is answered without crypto or PVE.
-        let state = self
-            .journal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .key_state(&key);
+        // Dedupe first: an op this journal applied is answered without crypto or PVE. A nonce
+        // whose latest use recovery proved never reached PVE is resumed, not refused.
+        let (state, resumed) = {
+            let j = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+            let resumed = j
+                .last_with_key(&key)
+                .is_some_and(crate::recovery::is_not_sent);
+            (j.key_state(&key), resumed)
+        };
         match state {
             KeyState::Unknown => {}
             KeyState::Applied(ref op_id) | KeyState::InFlight(ref op_id) => {
@@ -314,8 +325,14 @@ impl<N: NonceStore + 'static, E: DestructiveExecutor> Run<N, E> {
         let verdict = {
             let gate = Arc::clone(&self.gate);
             let (action, now) = (action.clone(), self.now);
-            tokio::task::spawn_blocking(move || gate.decide_destructive(&action, Some(&op), now))
-                .await
+            tokio::task::spawn_blocking(move || {
+                if resumed {
+                    gate.decide_destructive_resumed(&action, &op, now)
+                } else {
+                    gate.decide_destructive(&action, Some(&op), now)
+                }
+            })
+            .await
         };
         let allowed: Allowed = match verdict {
             Ok(Ok(allowed)) => allowed,

@@ -94,6 +94,22 @@ impl SignerStore {
     /// daemon runs; `felhom-agent verify-op`). `Ok(None)` when no rotation ever happened.
     pub fn read(path: impl AsRef<Path>) -> Result<Option<Vec<Signer>>, SignerStoreError> {
         let path = path.as_ref();
+        let Some(set) = Self::read_set(path)? else {
+            return Ok(None);
+        };
+        parse_signers(&set.signers)
+            .map(Some)
+            .map_err(|source| SignerStoreError::Invalid {
+                path: path.to_owned(),
+                source,
+            })
+    }
+
+    /// [`read`](Self::read), as the persisted set (its signers unparsed, with the nonce of
+    /// the rotation that installed it): startup recovery tells from it whether an interrupted
+    /// rotation was persisted.
+    pub fn read_set(path: impl AsRef<Path>) -> Result<Option<SignerSet>, SignerStoreError> {
+        let path = path.as_ref();
         if !path.exists() {
             return Ok(None);
         }
@@ -103,15 +119,7 @@ impl SignerStore {
                 path: path.to_owned(),
             });
         }
-        let Some(set) = inspection.before.last() else {
-            return Ok(None);
-        };
-        parse_signers(&set.signers)
-            .map(Some)
-            .map_err(|source| SignerStoreError::Invalid {
-                path: path.to_owned(),
-                source,
-            })
+        Ok(inspection.before.into_iter().last())
     }
 
     /// The signers file for the nonce store at `nonce_store` (same directory).

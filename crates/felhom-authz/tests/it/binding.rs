@@ -375,3 +375,52 @@ fn a_refusal_for_role_or_binding_leaves_the_durable_store_untouched_across_resta
         .unwrap_err();
     assert!(matches!(err, AuthzError::Replay { .. }), "{err}");
 }
+
+#[test]
+fn a_resumed_verification_passes_a_recorded_nonce_but_every_other_stage_still_runs() {
+    let (key, verifier) = operational();
+    let blob = blob_json(json!({"op": "destroy_guest", "guest_id": 105}));
+    let sig = sign(&key, &blob, HashAlg::Sha512);
+    let nonce = nonce_of(&blob);
+    let destroy = expect(Op::DestroyGuest, Some(105), json!({}));
+
+    // A resumed op whose nonce was never recorded records it: one-shot from here on.
+    let fresh_blob = blob_json(json!({"op": "destroy_guest", "guest_id": 105}));
+    let fresh_sig = sign(&key, &fresh_blob, HashAlg::Sha512);
+    verifier
+        .verify_resumed_for(&fresh_blob, &fresh_sig, NOW, &destroy)
+        .unwrap();
+    assert!(verifier.nonce_store().seen(&nonce_of(&fresh_blob)));
+
+    verifier.verify_for(&blob, &sig, NOW, &destroy).unwrap();
+    // The plain path refuses the spent nonce; the resumed one accepts it …
+    assert!(matches!(
+        verifier.verify_for(&blob, &sig, NOW, &destroy),
+        Err(AuthzError::Replay { .. })
+    ));
+    let op = verifier
+        .verify_resumed_for(&blob, &sig, NOW, &destroy)
+        .unwrap();
+    assert_eq!(op.nonce, nonce);
+    // … but not past any other stage: binding, time window, an edited blob.
+    assert!(matches!(
+        verifier.verify_resumed_for(
+            &blob,
+            &sig,
+            NOW,
+            &expect(Op::DestroyGuest, Some(106), json!({}))
+        ),
+        Err(AuthzError::BindingMismatch { .. })
+    ));
+    let later = NOW + time::Duration::hours(1);
+    assert!(matches!(
+        verifier.verify_resumed_for(&blob, &sig, later, &destroy),
+        Err(AuthzError::Expired { .. })
+    ));
+    let mut edited = blob.clone();
+    let at = edited.iter().position(|&b| b == b'5').unwrap();
+    edited[at] = b'6';
+    assert!(verifier
+        .verify_resumed_for(&edited, &sig, NOW, &destroy)
+        .is_err());
+}

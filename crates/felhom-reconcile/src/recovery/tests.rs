@@ -284,6 +284,7 @@ async fn a_task_still_running_after_the_bound_is_failed_unless_one_shot() {
             timeout: Duration::from_secs(60),
             ..WaitOptions::default()
         },
+        ..RecoveryOptions::default()
     };
     let started = Instant::now();
     let summary = recover_with(&fake, &fx.journal, NOW, &options)
@@ -559,4 +560,33 @@ async fn an_op_interrupted_before_its_upid_is_closed_from_its_task() {
     }
     assert!(!calls.contains(&"task_status 101".to_owned()), "{calls:?}");
     assert!(fake.mutations().is_empty(), "{:?}", fake.calls());
+}
+
+#[test]
+fn only_a_signed_op_closed_not_sent_may_be_resumed() {
+    let entry = |key: Option<&str>, state: OpState| OpEntry {
+        op_id: OpId::new("op-1").unwrap(),
+        vmid: Some(101),
+        action: "destroy_guest".to_owned(),
+        idempotency_key: key.map(str::to_owned),
+        state,
+        at: 0,
+    };
+    let failed = |error: &str| OpState::Failed {
+        error: error.to_owned(),
+    };
+    let released = format!("{NOT_SENT}: destroy_guest interrupted before its request");
+    assert!(is_not_sent(&entry(Some("signed:n"), failed(&released))));
+    for (key, state) in [
+        (None, failed(&released)),
+        (Some("restore:101"), failed(&released)),
+        (Some("signed:n"), failed("not_sent_by_anyone")),
+        (Some("signed:n"), failed("pve task failed: not_sent: x")),
+        (Some("signed:n"), failed(&format!("{OUTCOME_UNKNOWN}: x"))),
+        (Some("signed:n"), OpState::Started),
+        (Some("signed:n"), OpState::Succeeded),
+    ] {
+        let e = entry(key, state);
+        assert!(!is_not_sent(&e), "{e:?}");
+    }
 }

@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use felhom_journal::OpState;
 use felhom_pve_sim::{GuestSpec, HttpFault, SimConfig};
-use felhom_reconcile::recovery::{audit_recovery, OUTCOME_UNKNOWN};
-use felhom_reconcile::{recover_with, CrashPoint, RecoveryOptions, Resolution, SignedJobOutcome};
+use felhom_reconcile::recovery::{audit_recovery, NOT_SENT, OUTCOME_UNKNOWN};
+use felhom_reconcile::{
+    recover_with, CrashPoint, RecoveryOptions, Resolution, SignedJobOutcome, SignerSpec,
+    SignerStore,
+};
 use serde_json::json;
 
 use crate::signing::*;
@@ -24,7 +27,12 @@ async fn crash_at(agent: Agent, at: CrashPoint, op: felhom_reconcile::SignedOp) 
 }
 
 fn recovery_options() -> RecoveryOptions {
-    RecoveryOptions { wait: fast_wait() }
+    RecoveryOptions {
+        wait: fast_wait(),
+        // the window a request that reached pve has to show its task (real time here)
+        settle: std::time::Duration::from_millis(50),
+        ..RecoveryOptions::default()
+    }
 }
 
 #[tokio::test]
@@ -195,8 +203,9 @@ async fn an_unprovable_outcome_is_recorded_outcome_unknown_audited_and_not_resen
     let agent = Agent::open(&host, &files, signers());
     // PVE's task list cannot be read, so the rollback's task is not found: nothing else proves
     // how it ended.
+    // (both lookups: the first, and the one after the settle window)
     host.sim.faults().fail_next(
-        1,
+        2,
         HttpFault::status(500, "task list unavailable").only(Some("GET"), Some("/tasks")),
     );
     let summary = recover_with(&*host.api, &agent.journal, UNIX_NOW, &recovery_options())
@@ -235,5 +244,246 @@ async fn an_unprovable_outcome_is_recorded_outcome_unknown_audited_and_not_resen
             .state()
             .requests_to("POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback"),
         rollbacks
+    );
+}
+
+/// Recovery's resolution of the one op in flight, after a restart from `files`.
+async fn recovered(
+    host: &crate::support::Host,
+    agent: &Agent,
+    options: &RecoveryOptions,
+) -> Resolution {
+    let summary = recover_with(&*host.api, &agent.journal, UNIX_NOW, options)
+        .await
+        .unwrap();
+    assert_eq!(summary.ops.len(), 1, "{summary:?}");
+    audit_recovery(&summary, &*agent.audit, UNIX_NOW);
+    summary.ops[0].resolution.clone()
+}
+
+#[tokio::test]
+async fn killed_before_its_request_a_destroy_is_proven_not_sent_and_runs_once_when_served_again() {
+    let host = sim_host().await;
+    let files = Files::new();
+    let op = signed(
+        ANNA,
+        blob("destroy_guest", Some(101), json!({}), "n-before"),
+    );
+    crash_at(
+        Agent::open(&host, &files, signers()),
+        CrashPoint::BeforePost,
+        op.clone(),
+    )
+    .await;
+    const DELETE: &str = "DELETE /nodes/{node}/lxc/{vmid}";
+    assert_eq!(host.sim.state().requests_to(DELETE), 0);
+
+    let agent = Agent::open(&host, &files, signers());
+    let resolution = recovered(&host, &agent, &recovery_options()).await;
+    let Resolution::NotSent { error } = &resolution else {
+        panic!("{resolution:?}")
+    };
+    assert!(error.starts_with(NOT_SENT), "{error}");
+    assert!(error.contains("guest 101 still exists"), "{error}");
+    assert!(
+        agent.audit.entries().is_empty(),
+        "no outcome to tell the hub yet: {:?}",
+        agent.decisions()
+    );
+    assert_eq!(
+        host.sim.state().requests_to(DELETE),
+        0,
+        "recovery sends nothing"
+    );
+
+    // The hub serves the op again: verified again, its spent nonce accepted once, executed.
+    let out = agent.jobs.submit(op.clone(), UNIX_NOW).await.unwrap();
+    assert!(matches!(out, SignedJobOutcome::Executed { .. }), "{out:?}");
+    assert!(host.sim.state().guest(101).is_none());
+    let allowed = agent
+        .decisions()
+        .into_iter()
+        .find(|(_, d, _)| d == "allowed")
+        .unwrap();
+    assert_eq!(allowed.2.as_deref(), Some("resumed"));
+    // … and never again, also after another restart.
+    let again = agent.jobs.submit(op.clone(), UNIX_NOW).await.unwrap();
+    assert!(
+        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
+        "{again:?}"
+    );
+    drop(agent);
+    let agent = Agent::open(&host, &files, signers());
+    let again = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
+    assert!(
+        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
+        "{again:?}"
+    );
+    assert_eq!(host.sim.state().requests_to(DELETE), 1, "exactly once");
+}
+
+#[tokio::test]
+async fn a_resumed_op_killed_before_its_request_again_still_runs_exactly_once() {
+    let host = host(
+        SimConfig::default().guest(
+            GuestSpec::new(102, "app")
+                .snapshot("before", "known good", 1_700_000_000)
+                .running(false),
+        ),
+    )
+    .await;
+    let files = Files::new();
+    let op = signed(
+        ANNA,
+        blob(
+            "rollback",
+            Some(102),
+            json!({"snapname": "before", "start": false}),
+            "n-twice",
+        ),
+    );
+    const ROLLBACK: &str = "POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback";
+    for life in 0..2 {
+        crash_at(
+            Agent::open(&host, &files, signers()),
+            CrashPoint::BeforePost,
+            op.clone(),
+        )
+        .await;
+        let agent = Agent::open(&host, &files, signers());
+        let resolution = recovered(&host, &agent, &recovery_options()).await;
+        assert!(
+            matches!(&resolution, Resolution::NotSent { error } if error.starts_with(NOT_SENT)),
+            "life {life}: {resolution:?}"
+        );
+    }
+    assert_eq!(host.sim.state().requests_to(ROLLBACK), 0);
+    let agent = Agent::open(&host, &files, signers());
+    let out = agent.jobs.submit(op.clone(), UNIX_NOW).await.unwrap();
+    assert!(matches!(out, SignedJobOutcome::Executed { .. }), "{out:?}");
+    let again = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
+    assert!(
+        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
+        "{again:?}"
+    );
+    assert_eq!(host.sim.state().requests_to(ROLLBACK), 1, "exactly once");
+}
+
+#[tokio::test]
+async fn a_resumed_op_is_verified_again_and_a_failed_one_is_not_resumed() {
+    let host = sim_host().await;
+    let files = Files::new();
+    let op = signed(ANNA, blob("destroy_guest", Some(101), json!({}), "n-edit"));
+    crash_at(
+        Agent::open(&host, &files, signers()),
+        CrashPoint::BeforePost,
+        op.clone(),
+    )
+    .await;
+    let agent = Agent::open(&host, &files, signers());
+    let resolution = recovered(&host, &agent, &recovery_options()).await;
+    assert!(
+        matches!(resolution, Resolution::NotSent { .. }),
+        "{resolution:?}"
+    );
+    // the same op with its blob re-serialised (one more byte): fails crypto, as ever
+    let mut edited = op.clone();
+    edited.blob.push(b' ');
+    let out = agent.jobs.submit(edited, UNIX_NOW).await.unwrap();
+    assert!(matches!(out, SignedJobOutcome::Refused { .. }), "{out:?}");
+    // another signed op destroys the guest meanwhile
+    let other = signed(ANNA, blob("destroy_guest", Some(101), json!({}), "n-other"));
+    let out = agent.jobs.submit(other, UNIX_NOW).await.unwrap();
+    assert!(matches!(out, SignedJobOutcome::Executed { .. }), "{out:?}");
+    // the original now fails at pve (its guest is gone): failed, and not resumable
+    let out = agent.jobs.submit(op.clone(), UNIX_NOW).await.unwrap();
+    assert!(matches!(out, SignedJobOutcome::Failed { .. }), "{out:?}");
+    let out = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
+    assert!(
+        matches!(&out, SignedJobOutcome::Refused { reason, .. } if reason.code() == "replay"),
+        "a failed op needs a fresh signature: {out:?}"
+    );
+    // one destroy request: the resumed op failed reading its (gone) guest before sending one
+    assert_eq!(
+        host.sim
+            .state()
+            .requests_to("DELETE /nodes/{node}/lxc/{vmid}"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_rotation_is_decided_by_the_signers_file() {
+    let host = sim_host().await;
+    let files = Files::new();
+    let set = vec![SignerSpec {
+        key_id: "ops-rec".into(),
+        role: felhom_authz::Role::Recovery,
+        public_key: line(RECOVERY),
+    }];
+    let rotate = signed(
+        RECOVERY,
+        blob("rotate_signers", None, json!({ "signers": set }), "n-rot"),
+    );
+    crash_at(
+        Agent::open(&host, &files, signers()),
+        CrashPoint::BeforePost,
+        rotate.clone(),
+    )
+    .await;
+    let agent = Agent::open(&host, &files, signers());
+    let options = RecoveryOptions {
+        signer_set_nonce: SignerStore::read_set(files.signers())
+            .unwrap()
+            .map(|s| s.nonce),
+        ..recovery_options()
+    };
+    let resolution = recovered(&host, &agent, &options).await;
+    assert!(
+        matches!(resolution, Resolution::NotSent { .. }),
+        "{resolution:?}"
+    );
+    let out = agent.jobs.submit(rotate.clone(), UNIX_NOW).await.unwrap();
+    assert!(matches!(out, SignedJobOutcome::Executed { .. }), "{out:?}");
+    assert_eq!(
+        SignerStore::read_set(files.signers())
+            .unwrap()
+            .unwrap()
+            .nonce,
+        "n-rot"
+    );
+    let again = agent.jobs.submit(rotate, UNIX_NOW).await.unwrap();
+    assert!(
+        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
+        "{again:?}"
+    );
+
+    // a rotation persisted before its end was journaled closes as succeeded
+    let files = Files::new();
+    let agent = Agent::open(&host, &files, signers());
+    agent
+        .journal
+        .lock()
+        .unwrap()
+        .started(
+            None,
+            "rotate_signers",
+            Some("signed:n-x".to_owned()),
+            UNIX_NOW,
+        )
+        .unwrap();
+    let options = RecoveryOptions {
+        signer_set_nonce: Some("n-x".to_owned()),
+        ..recovery_options()
+    };
+    let resolution = recovered(&host, &agent, &options).await;
+    assert!(
+        matches!(resolution, Resolution::Succeeded { .. }),
+        "{resolution:?}"
+    );
+    let last = agent.audit.entries().pop().unwrap();
+    assert_eq!(
+        (last.decision.as_str(), last.nonce.as_deref()),
+        ("executed", Some("n-x"))
     );
 }
