@@ -4,7 +4,8 @@
 //! the `n`-th time a reconcile job reaches `<step>` (of `<action>` only, when given): one of
 //! `before-started`, `after-started`, `after-request`, `after-task-running`, `after-task-end`
 //! (see `felhom_reconcile::OpStep`), or the `n`-th time a signed job (a hub-served signed op)
-//! reaches one of `signed-before-post` (after its journaled start, before the request),
+//! reaches one of `signed-before-gate` (after its journaled start, before the gate recorded its
+//! nonce), `signed-before-post` (the nonce recorded, before the request),
 //! `signed-after-post` (PVE answered with a task, not yet journaled) and
 //! `signed-after-task-recorded` (the task journaled, before the terminal record) — see
 //! `felhom_reconcile::CrashPoint`; those take no `@<action>`. Nothing runs after that point, exactly as when the
@@ -40,7 +41,8 @@ pub enum Step {
 }
 
 /// The signed-job steps and their names.
-pub const SIGNED_STEPS: [(CrashPoint, &str); 3] = [
+pub const SIGNED_STEPS: [(CrashPoint, &str); 4] = [
+    (CrashPoint::BeforeGate, "signed-before-gate"),
     (CrashPoint::BeforePost, "signed-before-post"),
     (CrashPoint::AfterPost, "signed-after-post"),
     (CrashPoint::AfterTaskRecorded, "signed-after-task-recorded"),
@@ -237,6 +239,7 @@ mod tests {
             .fault()
             .unwrap();
         for _ in 0..3 {
+            assert!(!seam(CrashPoint::BeforeGate));
             assert!(!seam(CrashPoint::BeforePost));
             assert!(!seam(CrashPoint::AfterTaskRecorded));
         }

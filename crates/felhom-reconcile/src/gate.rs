@@ -21,7 +21,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use felhom_authz::{AuthzError, NonceStore, Signer, Verifier};
+use felhom_authz::{AuthzError, NonceStore, ReplayReason, Signer, Verifier};
 use felhom_hub_proto::AuditEntry;
 use time::OffsetDateTime;
 
@@ -262,6 +262,37 @@ impl<N: NonceStore + 'static> ReversibilityGate<N> {
             &self.entry(action, &class, &verdict, now, signed, nonce),
         );
         verdict
+    }
+
+    /// The signed-job runner's first look: every stage of
+    /// [`decide_destructive`](Self::decide_destructive) with the nonce only looked up (for a
+    /// `resumed` op, whose nonce its first run recorded, not even that). A refusal is final and
+    /// audited as `decide_destructive` audits it (nothing recorded, so an op the gate refuses
+    /// never reaches the op journal); a pass records nothing — the runner journals the op, then
+    /// decides for real.
+    pub fn precheck(
+        &self,
+        action: &DestructiveAction,
+        signed: Option<&SignedOp>,
+        now: u64,
+        resumed: bool,
+    ) -> Result<(), GateReason> {
+        let class = classify_destructive(action, &self.provenance());
+        let verdict = match self.judge(action, &class, signed, Nonce::LookUp) {
+            // The nonce is looked up last: every other stage passed.
+            Err(GateReason::Authz(AuthzError::Replay {
+                reason: ReplayReason::Seen,
+                ..
+            })) if resumed => return Ok(()),
+            verdict => verdict,
+        };
+        if verdict.is_err() {
+            audit::record(
+                &*self.audit,
+                &self.entry(action, &class, &verdict, now, signed, Nonce::LookUp),
+            );
+        }
+        verdict.map(|_| ())
     }
 
     /// What [`decide_destructive`](Self::decide_destructive) would answer, recording nothing

@@ -95,7 +95,9 @@ pub enum NotAnAction {
 /// Where the fault seam can stop a job, as if the process died there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
-    /// After `started` was journaled, before the request.
+    /// After `started` was journaled, before the gate recorded the nonce.
+    BeforeGate,
+    /// After the gate recorded the nonce (and audited `allowed`), before the request.
     BeforePost,
     /// After PVE answered the request with a task, before the task was journaled.
     AfterPost,
@@ -321,6 +323,61 @@ impl<N: NonceStore + 'static, E: DestructiveExecutor> Run<N, E> {
             }
         }
 
+        // A first look (crypto, nothing recorded): an op the gate refuses is audited and
+        // never journaled — so a bad copy served in between (a re-serialised blob) cannot
+        // take a resumable op's place in the journal.
+        let precheck = {
+            let gate = Arc::clone(&self.gate);
+            let (action, op, now) = (action.clone(), op.clone(), self.now);
+            tokio::task::spawn_blocking(move || gate.precheck(&action, Some(&op), now, resumed))
+                .await
+        };
+        match precheck {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return SignedJobOutcome::Refused { action, reason },
+            Err(join) => {
+                return SignedJobOutcome::Failed {
+                    op_id: None,
+                    action,
+                    error: format!("gate task did not complete: {join}"),
+                }
+            }
+        }
+
+        // Journaled before the nonce is recorded: a crash between the two leaves a `started`
+        // op with no task, which recovery proves not sent, so the op is resumed, never lost.
+        let (vmid, name, now) = (action.guest_id(), action.wire_name(), self.now);
+        let started_key = key.clone();
+        let op_id = match journal_write(&self.journal, move |j| {
+            j.started(vmid, name, Some(started_key), now)
+        })
+        .await
+        {
+            Ok(op_id) => op_id,
+            Err(error) => {
+                let error = format!("not sent: cannot journal its start: {error}");
+                self.audit(self.builder(&action, "destructive").entry(
+                    "failed",
+                    Some("journal"),
+                    Some(error.clone()),
+                    None,
+                    Some(nonce.clone()),
+                ))
+                .await;
+                return SignedJobOutcome::Failed {
+                    op_id: None,
+                    action,
+                    error,
+                };
+            }
+        };
+        if self.crash(CrashPoint::BeforeGate) {
+            return SignedJobOutcome::Crashed {
+                op_id,
+                at: CrashPoint::BeforeGate,
+            };
+        }
+
         // The gate: crypto and the nonce's fsync, off the async workers.
         let verdict = {
             let gate = Arc::clone(&self.gate);
@@ -336,13 +393,39 @@ impl<N: NonceStore + 'static, E: DestructiveExecutor> Run<N, E> {
         };
         let allowed: Allowed = match verdict {
             Ok(Ok(allowed)) => allowed,
-            Ok(Err(reason)) => return SignedJobOutcome::Refused { action, reason },
-            Err(join) => {
-                return SignedJobOutcome::Failed {
-                    op_id: None,
-                    action,
-                    error: format!("gate task did not complete: {join}"),
+            Ok(Err(reason)) => {
+                // Refused after the first look passed (its window closed, or another job used
+                // the nonce meanwhile): nothing was sent, and the key is free again. A resumed
+                // op stays resumable: its nonce is still unused at PVE.
+                let error = if resumed {
+                    format!(
+                        "{}: refused by the gate when resumed: {reason}",
+                        crate::recovery::NOT_SENT
+                    )
+                } else {
+                    format!("refused by the gate: {reason}")
+                };
+                let op = op_id.clone();
+                if let Err(e) =
+                    journal_write(&self.journal, move |j| j.failed(&op, &error, now)).await
+                {
+                    log_journal_error(&op_id, &e);
                 }
+                return SignedJobOutcome::Refused { action, reason };
+            }
+            Err(join) => {
+                let (op, error) = (op_id.clone(), format!("gate task did not complete: {join}"));
+                let text = error.clone();
+                if let Err(e) =
+                    journal_write(&self.journal, move |j| j.failed(&op, &text, now)).await
+                {
+                    log_journal_error(&op_id, &e);
+                }
+                return SignedJobOutcome::Failed {
+                    op_id: Some(op_id),
+                    action,
+                    error,
+                };
             }
         };
         let auth = allowed
@@ -350,31 +433,6 @@ impl<N: NonceStore + 'static, E: DestructiveExecutor> Run<N, E> {
             .expect("a presented signature is always verified, so an allow carries it");
         let class = allowed.class.as_str();
 
-        let (vmid, name, now) = (action.guest_id(), action.wire_name(), self.now);
-        let started_key = key.clone();
-        let op_id = match journal_write(&self.journal, move |j| {
-            j.started(vmid, name, Some(started_key), now)
-        })
-        .await
-        {
-            Ok(op_id) => op_id,
-            Err(error) => {
-                let error = format!("not sent: cannot journal its start: {error}");
-                self.audit(self.builder(&action, class).entry(
-                    "failed",
-                    Some("journal"),
-                    Some(error.clone()),
-                    Some(auth.key_id.clone()),
-                    Some(nonce.clone()),
-                ))
-                .await;
-                return SignedJobOutcome::Failed {
-                    op_id: None,
-                    action,
-                    error,
-                };
-            }
-        };
         if self.crash(CrashPoint::BeforePost) {
             return SignedJobOutcome::Crashed {
                 op_id,

@@ -2,7 +2,8 @@
 //! `destroy_guest` killed with SIGKILL at each step of its signed job (the daemon's crash seam,
 //! `FELHOM_AGENT_TEST_CRASH_AT=signed-<step>:1`), then restarted while the hub keeps serving it.
 //!
-//! Steps: `signed-before-post` (journaled `started`, nonce spent, no request), `signed-after-post`
+//! Steps: `signed-before-gate` (journaled `started`, nonce not yet recorded), `signed-before-post`
+//! (journaled `started`, nonce spent, no request), `signed-after-post`
 //! (PVE answered the DELETE with a task, not yet journaled), `signed-after-task-recorded` (the
 //! task journaled, before the terminal record). The check is stricter than for benign ops — a
 //! one-shot op is sent exactly once over both lives, whatever the hub serves:
@@ -37,13 +38,15 @@ const NONCE: &str = "crash-destroy";
 /// A step of a signed job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SignedKill {
+    BeforeGate,
     BeforePost,
     AfterPost,
     AfterTaskRecorded,
 }
 
 impl SignedKill {
-    pub const ALL: [SignedKill; 3] = [
+    pub const ALL: [SignedKill; 4] = [
+        SignedKill::BeforeGate,
         SignedKill::BeforePost,
         SignedKill::AfterPost,
         SignedKill::AfterTaskRecorded,
@@ -52,6 +55,7 @@ impl SignedKill {
     /// The crash seam's name.
     pub fn name(self) -> &'static str {
         match self {
+            SignedKill::BeforeGate => "signed-before-gate",
             SignedKill::BeforePost => "signed-before-post",
             SignedKill::AfterPost => "signed-after-post",
             SignedKill::AfterTaskRecorded => "signed-after-task-recorded",
@@ -62,7 +66,7 @@ impl SignedKill {
     /// closes it after the restart.
     fn expect(self) -> (&'static str, u64, &'static str) {
         match self {
-            SignedKill::BeforePost => ("started", 0, "executed"),
+            SignedKill::BeforeGate | SignedKill::BeforePost => ("started", 0, "executed"),
             SignedKill::AfterPost => ("started", 1, "executed"),
             SignedKill::AfterTaskRecorded => ("task_running", 1, "executed"),
         }
@@ -237,7 +241,7 @@ pub async fn run_point(bin: &Path, round: u32, kill: SignedKill) -> Result<Signe
         .get(op.op_id.as_str())
         .context("the op was lost from the journal")?;
     // Killed before its request: closed not_sent, and a second op under the same nonce ran it.
-    let resumed = kill == SignedKill::BeforePost;
+    let resumed = matches!(kill, SignedKill::BeforeGate | SignedKill::BeforePost);
     let closed_as_expected = match &closed_op.state {
         OpState::Failed { error } => resumed && error.starts_with("not_sent"),
         OpState::Succeeded => !resumed,
@@ -261,7 +265,8 @@ pub async fn run_point(bin: &Path, round: u32, kill: SignedKill) -> Result<Signe
     );
     let entries = nonce_entries(&hub);
     let count = |d: &str| entries.iter().filter(|e| e.decision == d).count();
-    let allows = if resumed { 2 } else { 1 };
+    // an allow before the kill unless it came before the gate, and the resumed run's
+    let allows = if kill == SignedKill::BeforePost { 2 } else { 1 };
     ensure!(
         count("allowed") == allows && count(closed) == 1 && count("refused") <= 1,
         "the op's audit entries are not one per decision: {:?}",
@@ -357,6 +362,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "signed-before-gate",
                 "signed-before-post",
                 "signed-after-post",
                 "signed-after-task-recorded"

@@ -168,7 +168,8 @@ async fn an_unusable_crash_seam_value_stops_the_daemon_before_anything_starts() 
             format!(
                 "felhom-agent: FELHOM_AGENT_TEST_CRASH_AT: expected <step>[@<action>]:<n> with \
                  step one of before-started, after-started, after-request, after-task-running, \
-                 after-task-end, or <signed-step>:<n> with signed-step one of signed-before-post, \
+                 after-task-end, or <signed-step>:<n> with signed-step one of signed-before-gate, \
+                 signed-before-post, \
                  signed-after-post, signed-after-task-recorded, and n from 1, got \"{bad}\" (a \
                  test-only setting: unset it on a real host)"
             )

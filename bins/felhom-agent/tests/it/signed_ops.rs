@@ -305,6 +305,7 @@ async fn a_served_op_runs_exactly_once_across_a_sigkill_at_each_signed_step() {
     // request, the op is proven never sent (no task, the guest still there) and the hub's next
     // serve runs it; killed after, recovery closes it from pve's task. Either way: one destroy.
     let points = [
+        ("signed-before-gate", 0, "executed"),
         ("signed-before-post", 0, "executed"),
         ("signed-after-post", 1, "executed"),
         ("signed-after-task-recorded", 1, "executed"),
@@ -339,10 +340,14 @@ async fn a_served_op_runs_exactly_once_across_a_sigkill_at_each_signed_step() {
         );
         let t = tail(&env);
         let seen = decisions(&t, "n-crash");
-        // The gate's allow before the kill (and the resumed one), the outcome, and one refusal
-        // of the op served again (already applied).
+        // The gate's allow before the kill (none when killed before the gate decided; and the
+        // resumed one), the outcome, and one refusal of the op served again (already applied).
         let count = |d: &str| seen.iter().filter(|(x, _)| x == d).count();
-        let allows = if before == 0 { 2 } else { 1 };
+        let allows = match point {
+            "signed-before-gate" => 1,
+            "signed-before-post" => 2,
+            _ => 1,
+        };
         assert_eq!(
             (count("allowed"), count(closed), count("refused")),
             (allows, 1, 1),

@@ -487,3 +487,62 @@ async fn an_interrupted_rotation_is_decided_by_the_signers_file() {
         ("executed", Some("n-x"))
     );
 }
+
+#[tokio::test]
+async fn killed_between_its_journaled_start_and_the_gate_an_op_is_resumed_not_lost() {
+    let host = sim_host().await;
+    let files = Files::new();
+    let op = signed(ANNA, blob("destroy_guest", Some(101), json!({}), "n-gate"));
+    crash_at(
+        Agent::open(&host, &files, signers()),
+        CrashPoint::BeforeGate,
+        op.clone(),
+    )
+    .await;
+    let agent = Agent::open(&host, &files, signers());
+    use felhom_authz::NonceStore;
+    assert!(
+        !agent.gate.nonce_store().seen("n-gate"),
+        "killed before the gate: the nonce is unused"
+    );
+    assert!(agent.audit.entries().is_empty());
+    let resolution = recovered(&host, &agent, &recovery_options()).await;
+    assert!(
+        matches!(resolution, Resolution::NotSent { .. }),
+        "{resolution:?}"
+    );
+    let out = agent.jobs.submit(op.clone(), UNIX_NOW).await.unwrap();
+    assert!(matches!(out, SignedJobOutcome::Executed { .. }), "{out:?}");
+    assert!(agent.gate.nonce_store().seen("n-gate"));
+    let again = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
+    assert!(
+        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
+        "{again:?}"
+    );
+    assert_eq!(
+        host.sim
+            .state()
+            .requests_to("DELETE /nodes/{node}/lxc/{vmid}"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_op_the_gate_refuses_never_reaches_the_journal() {
+    let host = sim_host().await;
+    let files = Files::new();
+    let agent = Agent::open(&host, &files, signers());
+    let stranger = signed(STRANGER, blob("destroy_guest", Some(101), json!({}), "n-x"));
+    let unsigned = felhom_reconcile::SignedOp {
+        blob: blob("destroy_guest", Some(101), json!({}), "n-y"),
+        signature: Vec::new(),
+    };
+    for op in [stranger.clone(), stranger, unsigned] {
+        let out = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
+        assert!(matches!(out, SignedJobOutcome::Refused { .. }), "{out:?}");
+    }
+    assert_eq!(agent.journal.lock().unwrap().len(), 0, "nothing journaled");
+    let decisions: Vec<String> = agent.decisions().into_iter().map(|d| d.1).collect();
+    assert_eq!(decisions, ["refused", "refused", "pending_signature"]);
+    assert!(host.mutating_requests().is_empty());
+}
