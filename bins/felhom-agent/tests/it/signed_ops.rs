@@ -357,3 +357,68 @@ async fn a_served_op_runs_exactly_once_across_a_sigkill_at_each_signed_step() {
         daemon.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_arriving_mid_list_lets_the_running_op_finish_and_starts_no_other() {
+    const OTHER: u32 = 106;
+    let sim = SimConfig::default()
+        .guest(GuestSpec::new(SCRATCH, "scratch").running(false))
+        .guest(GuestSpec::new(OTHER, "other").running(false));
+    let env = Env::with(sim, 1).await;
+    let mut doc = env.config_doc();
+    doc["authz"]["signers"] =
+        json!([{ "key_id": "ops-anna", "role": "operational", "public_key": public(ANNA) }]);
+    env.write_config(doc);
+    // Each destroy runs 4 s at PVE: the block arrives while the first one runs.
+    env.pve
+        .faults()
+        .slow_tasks(Some("vzdestroy"), Duration::from_secs(4));
+    let (first, second) = (
+        fresh_destroy(SCRATCH, "n-first"),
+        fresh_destroy(OTHER, "n-second"),
+    );
+    env.hub.set_signed_ops(vec![
+        entry(first.clone(), sign(ANNA, &first)),
+        entry(second.clone(), sign(ANNA, &second)),
+    ]);
+    let daemon = env.spawn(&[], &FLOOR);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while destroys(&env) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut envelope = env.hub.envelope();
+    envelope.blocked = Some(true);
+    env.hub.set_envelope(envelope.clone());
+    daemon
+        .wait_for_lines(&["the hub has blocked this host"], 1, WAIT)
+        .await;
+    assert!(
+        env.pve.state().guest(SCRATCH).is_some(),
+        "the block arrived while the first destroy ran"
+    );
+    // The running op finishes and its outcome is reported; the second never starts.
+    wait_tail(&env, &daemon, "the first op executed", |t| {
+        has(t, "n-first", "executed", None)
+    })
+    .await;
+    more_reports(&env, 4).await;
+    assert!(env.pve.state().guest(SCRATCH).is_none());
+    assert!(env.pve.state().guest(OTHER).is_some());
+    assert_eq!(destroys(&env), 1, "nothing new started while blocked");
+    assert!(
+        decisions(&tail(&env), "n-second").is_empty(),
+        "not even decided"
+    );
+
+    // Lifted: the hub still serves the second op, which now runs.
+    envelope.blocked = Some(false);
+    env.hub.set_envelope(envelope);
+    wait_tail(&env, &daemon, "the second op executed", |t| {
+        has(t, "n-second", "executed", None)
+    })
+    .await;
+    assert!(env.pve.state().guest(OTHER).is_none());
+    assert_eq!(destroys(&env), 2);
+    daemon.stop().await;
+}
