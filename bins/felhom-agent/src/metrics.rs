@@ -137,6 +137,10 @@ impl<A: ProxmoxApi> ProxmoxApi for MeteredApi<A> {
         self.inner.node()
     }
 
+    fn caller(&self) -> Option<&str> {
+        self.inner.caller()
+    }
+
     async fn version(&self) -> Result<Version, ProxmoxError> {
         self.timed("GET", "/version", self.inner.version()).await
     }

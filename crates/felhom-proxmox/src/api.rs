@@ -218,6 +218,12 @@ pub trait ProxmoxApi: Send + Sync {
         let _ = (upid, start, limit);
         unsupported!("task_log")
     }
+    /// Who this client acts as, as a UPID names it (`user@realm!token`), so a task it
+    /// started can be told from one someone else started; `None` when it cannot tell.
+    fn caller(&self) -> Option<&str> {
+        None
+    }
+
     /// `GET /nodes/{node}/tasks` with `filter`: the tasks this token may see (its own; every
     /// task of the node with `Sys.Audit` on `/nodes/{node}`), newest first, and `total`.
     fn list_tasks(
@@ -343,6 +349,7 @@ macro_rules! forward_api {
             fn storage_content(&self, storage: &str, content: Option<&str>, vmid: Option<u32>) -> impl Future<Output = Result<Vec<StorageContent>, ProxmoxError>> + Send { (**self).storage_content(storage, content, vmid) }
             fn task_status(&self, upid: &Upid) -> impl Future<Output = Result<TaskStatus, ProxmoxError>> + Send { (**self).task_status(upid) }
             fn task_log(&self, upid: &Upid, start: u64, limit: u64) -> impl Future<Output = Result<TaskLog, ProxmoxError>> + Send { (**self).task_log(upid, start, limit) }
+            fn caller(&self) -> Option<&str> { (**self).caller() }
             fn list_tasks(&self, filter: &TaskFilter) -> impl Future<Output = Result<TaskList, ProxmoxError>> + Send { (**self).list_tasks(filter) }
             fn permissions(&self) -> impl Future<Output = Result<Permissions, ProxmoxError>> + Send { (**self).permissions() }
             fn list_snapshots(&self, vmid: u32) -> impl Future<Output = Result<Vec<Snapshot>, ProxmoxError>> + Send { (**self).list_snapshots(vmid) }

@@ -945,6 +945,10 @@ impl ProxmoxApi for PveClient {
         &self.node
     }
 
+    fn caller(&self) -> Option<&str> {
+        Some(self.token.token_id())
+    }
+
     async fn version(&self) -> Result<Version, ProxmoxError> {
         self.data(calls::version()).await
     }

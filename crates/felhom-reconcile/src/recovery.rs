@@ -121,6 +121,12 @@ pub enum TaskLookup {
         /// How many matched.
         candidates: u64,
     },
+    /// Only tasks someone else started: not the op's, yet they act on its guest, so whether
+    /// the op's own request arrived is not proven either way.
+    Foreign {
+        /// How many.
+        candidates: u64,
+    },
 }
 
 /// The list filter for an op's task: `None` for an op that is not `started`, has no guest or
@@ -139,8 +145,17 @@ pub fn task_filter(entry: &OpEntry) -> Option<TaskFilter> {
 }
 
 /// Picks the op's task from a listed page (`total`: how many PVE says matched). Pure; the
-/// filter is checked again here rather than trusted to the server.
-pub fn pick_task(filter: &TaskFilter, tasks: &[TaskListItem], total: Option<u64>) -> TaskLookup {
+/// filter is checked again here rather than trusted to the server. With `caller` (the agent's
+/// own `user@realm!token`), only a task its UPID says that token started can be the op's: one
+/// started by anyone else (an administrator's destroy of the same guest, say) is never adopted,
+/// and never read as "no task" either ([`TaskLookup::Foreign`]). Without it (a caller that
+/// cannot tell), every matching task is a candidate.
+pub fn pick_task(
+    filter: &TaskFilter,
+    tasks: &[TaskListItem],
+    total: Option<u64>,
+    caller: Option<&str>,
+) -> TaskLookup {
     let matching: Vec<&TaskListItem> = tasks
         .iter()
         .filter(|t| {
@@ -159,16 +174,29 @@ pub fn pick_task(filter: &TaskFilter, tasks: &[TaskListItem], total: Option<u64>
     // PVE counts what matched its filters: more than the page holds means more candidates.
     let beyond_page = total.is_some_and(|t| t > tasks.len() as u64);
     let candidates = (matching.len() as u64).max(total.unwrap_or(0));
-    match (matching.as_slice(), beyond_page) {
-        ([], false) => TaskLookup::None,
-        ([task], false) => match task.upid.parse::<Upid>() {
-            Ok(upid) => TaskLookup::One {
-                upid,
-                exit: task
-                    .exit()
-                    .map(|e| (e, task.status.clone().unwrap_or_default())),
-            },
-            Err(_) => TaskLookup::Ambiguous { candidates: 1 },
+    if beyond_page {
+        return TaskLookup::Ambiguous { candidates };
+    }
+    let mut own = Vec::new();
+    let mut foreign = 0;
+    for task in &matching {
+        match task.upid.parse::<Upid>() {
+            // A UPID that does not parse cannot be told apart: the op's, or not.
+            Err(_) => return TaskLookup::Ambiguous { candidates },
+            Ok(upid) if caller.is_some_and(|me| upid.user() != me) => foreign += 1,
+            Ok(upid) => own.push((upid, task)),
+        }
+    }
+    match own.as_slice() {
+        [(upid, task)] => TaskLookup::One {
+            upid: upid.clone(),
+            exit: task
+                .exit()
+                .map(|e| (e, task.status.clone().unwrap_or_default())),
+        },
+        [] if foreign == 0 => TaskLookup::None,
+        [] => TaskLookup::Foreign {
+            candidates: foreign,
         },
         _ => TaskLookup::Ambiguous { candidates },
     }
@@ -437,7 +465,7 @@ async fn adopt<A: ProxmoxApi>(
         return Ok(Lookup::Unknown("no task to look for".to_owned()));
     };
     let (upid, exit) = match api.list_tasks(&filter).await {
-        Ok(list) => match pick_task(&filter, &list.tasks, list.total) {
+        Ok(list) => match pick_task(&filter, &list.tasks, list.total, api.caller()) {
             TaskLookup::One { upid, exit } => (upid, exit),
             TaskLookup::None => {
                 tracing::info!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, "no task of the interrupted op in pve's task list");
@@ -447,6 +475,12 @@ async fn adopt<A: ProxmoxApi>(
                 tracing::warn!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, candidates, "several tasks could be the interrupted op's; none adopted");
                 return Ok(Lookup::Unknown(format!(
                     "{candidates} tasks could be its own"
+                )));
+            }
+            TaskLookup::Foreign { candidates } => {
+                tracing::warn!(op_id = %entry.op_id, vmid = ?entry.vmid, action = %entry.action, candidates, "only tasks another user started match the interrupted op; none adopted");
+                return Ok(Lookup::Unknown(format!(
+                    "{candidates} task(s) of that kind by another user act on its guest"
                 )));
             }
         },

@@ -123,6 +123,10 @@ impl<A: ProxmoxApi> ProxmoxApi for CountingApi<A> {
         self.inner.node()
     }
 
+    fn caller(&self) -> Option<&str> {
+        self.inner.caller()
+    }
+
     async fn node_status(&self) -> Result<NodeStatus, ProxmoxError> {
         self.inner.node_status().await
     }

@@ -443,7 +443,7 @@ fn exactly_one_matching_task_is_adopted() {
     let ours = upid_at(1, "vzstart", 101, NOW + 1);
     let done = listed(&ours, "vzstart", 101, NOW + 1, "OK");
     assert_eq!(
-        pick_task(&filter, std::slice::from_ref(&done), Some(1)),
+        pick_task(&filter, std::slice::from_ref(&done), Some(1), None),
         TaskLookup::One {
             upid: ours.parse().expect("upid"),
             exit: Some((TaskExit::Ok, "OK".to_owned())),
@@ -451,7 +451,7 @@ fn exactly_one_matching_task_is_adopted() {
     );
     let running = listed(&ours, "vzstart", 101, NOW, "RUNNING");
     assert_eq!(
-        pick_task(&filter, &[running], None),
+        pick_task(&filter, &[running], None, None),
         TaskLookup::One {
             upid: ours.parse().expect("upid"),
             exit: None,
@@ -465,7 +465,7 @@ fn exactly_one_matching_task_is_adopted() {
         "startup for container '101' failed",
     );
     assert!(matches!(
-        pick_task(&filter, &[failed], Some(1)),
+        pick_task(&filter, &[failed], Some(1), None),
         TaskLookup::One {
             exit: Some((TaskExit::Failed(_), _)),
             ..
@@ -484,12 +484,17 @@ fn exactly_one_matching_task_is_adopted() {
         "OK",
     );
     assert_eq!(
-        pick_task(&filter, &[other_guest.clone(), other_type, older], None),
+        pick_task(
+            &filter,
+            &[other_guest.clone(), other_type, older],
+            None,
+            None
+        ),
         TaskLookup::None
     );
-    assert_eq!(pick_task(&filter, &[], None), TaskLookup::None);
+    assert_eq!(pick_task(&filter, &[], None, None), TaskLookup::None);
     assert!(matches!(
-        pick_task(&filter, &[other_guest, done.clone()], None),
+        pick_task(&filter, &[other_guest, done.clone()], None, None),
         TaskLookup::One { .. }
     ));
 }
@@ -506,12 +511,12 @@ fn several_candidates_or_a_bad_upid_adopt_nothing() {
         "RUNNING",
     );
     assert_eq!(
-        pick_task(&filter, &[a.clone(), b], None),
+        pick_task(&filter, &[a.clone(), b], None, None),
         TaskLookup::Ambiguous { candidates: 2 }
     );
     // One on the page, but PVE counted more.
     assert_eq!(
-        pick_task(&filter, std::slice::from_ref(&a), Some(3)),
+        pick_task(&filter, std::slice::from_ref(&a), Some(3), None),
         TaskLookup::Ambiguous { candidates: 3 }
     );
     let garbled = TaskListItem {
@@ -519,7 +524,7 @@ fn several_candidates_or_a_bad_upid_adopt_nothing() {
         ..a
     };
     assert_eq!(
-        pick_task(&filter, &[garbled], Some(1)),
+        pick_task(&filter, &[garbled], Some(1), None),
         TaskLookup::Ambiguous { candidates: 1 }
     );
 }
@@ -589,4 +594,33 @@ fn only_a_signed_op_closed_not_sent_may_be_resumed() {
         let e = entry(key, state);
         assert!(!is_not_sent(&e), "{e:?}");
     }
+}
+
+#[test]
+fn only_the_callers_own_task_is_adopted_and_a_foreign_one_is_never_read_as_none() {
+    let filter = task_filter(&started(Some(101), "destroy_guest")).expect("a filter");
+    let ours = listed(
+        &upid_at(1, "vzdestroy", 101, NOW),
+        "vzdestroy",
+        101,
+        NOW,
+        "OK",
+    );
+    let admin_upid = upid_at(2, "vzdestroy", 101, NOW).replace("felhom@pve!agent", "root@pam");
+    let admin = listed(&admin_upid, "vzdestroy", 101, NOW, "OK");
+    let me = Some("felhom@pve!agent");
+    assert!(matches!(
+        pick_task(&filter, &[admin.clone(), ours.clone()], None, me),
+        TaskLookup::One { upid, .. } if upid.to_string() == ours.upid
+    ));
+    assert_eq!(
+        pick_task(&filter, std::slice::from_ref(&admin), None, me),
+        TaskLookup::Foreign { candidates: 1 }
+    );
+    // A caller that cannot tell takes any matching task, as before.
+    assert!(matches!(
+        pick_task(&filter, std::slice::from_ref(&admin), None, None),
+        TaskLookup::One { .. }
+    ));
+    assert_eq!(pick_task(&filter, &[], None, me), TaskLookup::None);
 }
