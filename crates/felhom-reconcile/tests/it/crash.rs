@@ -26,6 +26,40 @@ async fn crash_at(agent: Agent, at: CrashPoint, op: felhom_reconcile::SignedOp) 
     );
 }
 
+/// A host with guest 102 and its snapshot `before`, to roll back to.
+async fn snapshot_host() -> crate::support::Host {
+    host(
+        SimConfig::default().guest(
+            GuestSpec::new(102, "app")
+                .snapshot("before", "known good", 1_700_000_000)
+                .running(false),
+        ),
+    )
+    .await
+}
+
+/// Anna's signed rollback of 102 to `before`.
+fn rollback_op(nonce: &str) -> felhom_reconcile::SignedOp {
+    signed(
+        ANNA,
+        blob(
+            "rollback",
+            Some(102),
+            json!({"snapname": "before", "start": false}),
+            nonce,
+        ),
+    )
+}
+
+/// Served again: answered from the journal, never run.
+async fn assert_already_applied(agent: &Agent, op: felhom_reconcile::SignedOp) {
+    let again = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
+    assert!(
+        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
+        "{again:?}"
+    );
+}
+
 fn recovery_options() -> RecoveryOptions {
     RecoveryOptions {
         wait: fast_wait(),
@@ -57,11 +91,7 @@ async fn killed_after_the_task_was_journaled_is_closed_from_the_task_and_never_r
         matches!(&summary.ops[0].resolution, Resolution::Succeeded { exitstatus } if exitstatus == "OK"),
         "{summary:?}"
     );
-    let again = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
-    assert!(
-        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
-        "{again:?}"
-    );
+    assert_already_applied(&agent, op).await;
     assert_eq!(
         host.sim
             .state()
@@ -104,33 +134,14 @@ async fn killed_before_its_task_was_journaled_a_destroy_is_closed_from_the_guest
             .requests_to("DELETE /nodes/{node}/lxc/{vmid}"),
         1
     );
-    let again = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
-    assert!(
-        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
-        "{again:?}"
-    );
+    assert_already_applied(&agent, op).await;
 }
 
 #[tokio::test]
 async fn killed_before_its_task_was_journaled_a_rollback_is_closed_from_its_listed_task() {
-    let host = host(
-        SimConfig::default().guest(
-            GuestSpec::new(102, "app")
-                .snapshot("before", "known good", 1_700_000_000)
-                .running(false),
-        ),
-    )
-    .await;
+    let host = snapshot_host().await;
     let files = Files::new();
-    let op = signed(
-        ANNA,
-        blob(
-            "rollback",
-            Some(102),
-            json!({"snapname": "before", "start": false}),
-            "n-listed",
-        ),
-    );
+    let op = rollback_op("n-listed");
     crash_at(
         Agent::open(&host, &files, signers()),
         CrashPoint::AfterPost,
@@ -170,24 +181,9 @@ async fn killed_before_its_task_was_journaled_a_rollback_is_closed_from_its_list
 
 #[tokio::test]
 async fn an_unprovable_outcome_is_recorded_outcome_unknown_audited_and_not_resent() {
-    let host = host(
-        SimConfig::default().guest(
-            GuestSpec::new(102, "app")
-                .snapshot("before", "known good", 1_700_000_000)
-                .running(false),
-        ),
-    )
-    .await;
+    let host = snapshot_host().await;
     let files = Files::new();
-    let op = signed(
-        ANNA,
-        blob(
-            "rollback",
-            Some(102),
-            json!({"snapname": "before", "start": false}),
-            "n-unknown",
-        ),
-    );
+    let op = rollback_op("n-unknown");
     crash_at(
         Agent::open(&host, &files, signers()),
         CrashPoint::AfterPost,
@@ -307,41 +303,18 @@ async fn killed_before_its_request_a_destroy_is_proven_not_sent_and_runs_once_wh
         .unwrap();
     assert_eq!(allowed.2.as_deref(), Some("resumed"));
     // … and never again, also after another restart.
-    let again = agent.jobs.submit(op.clone(), UNIX_NOW).await.unwrap();
-    assert!(
-        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
-        "{again:?}"
-    );
+    assert_already_applied(&agent, op.clone()).await;
     drop(agent);
     let agent = Agent::open(&host, &files, signers());
-    let again = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
-    assert!(
-        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
-        "{again:?}"
-    );
+    assert_already_applied(&agent, op).await;
     assert_eq!(host.sim.state().requests_to(DELETE), 1, "exactly once");
 }
 
 #[tokio::test]
 async fn a_resumed_op_killed_before_its_request_again_still_runs_exactly_once() {
-    let host = host(
-        SimConfig::default().guest(
-            GuestSpec::new(102, "app")
-                .snapshot("before", "known good", 1_700_000_000)
-                .running(false),
-        ),
-    )
-    .await;
+    let host = snapshot_host().await;
     let files = Files::new();
-    let op = signed(
-        ANNA,
-        blob(
-            "rollback",
-            Some(102),
-            json!({"snapname": "before", "start": false}),
-            "n-twice",
-        ),
-    );
+    let op = rollback_op("n-twice");
     const ROLLBACK: &str = "POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback";
     for life in 0..2 {
         crash_at(
@@ -361,11 +334,7 @@ async fn a_resumed_op_killed_before_its_request_again_still_runs_exactly_once() 
     let agent = Agent::open(&host, &files, signers());
     let out = agent.jobs.submit(op.clone(), UNIX_NOW).await.unwrap();
     assert!(matches!(out, SignedJobOutcome::Executed { .. }), "{out:?}");
-    let again = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
-    assert!(
-        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
-        "{again:?}"
-    );
+    assert_already_applied(&agent, op).await;
     assert_eq!(host.sim.state().requests_to(ROLLBACK), 1, "exactly once");
 }
 
@@ -452,11 +421,7 @@ async fn an_interrupted_rotation_is_decided_by_the_signers_file() {
             .nonce,
         "n-rot"
     );
-    let again = agent.jobs.submit(rotate, UNIX_NOW).await.unwrap();
-    assert!(
-        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
-        "{again:?}"
-    );
+    assert_already_applied(&agent, rotate).await;
 
     // a rotation persisted before its end was journaled closes as succeeded
     let files = Files::new();
@@ -514,11 +479,7 @@ async fn killed_between_its_journaled_start_and_the_gate_an_op_is_resumed_not_lo
     let out = agent.jobs.submit(op.clone(), UNIX_NOW).await.unwrap();
     assert!(matches!(out, SignedJobOutcome::Executed { .. }), "{out:?}");
     assert!(agent.gate.nonce_store().seen("n-gate"));
-    let again = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
-    assert!(
-        matches!(again, SignedJobOutcome::AlreadyApplied { .. }),
-        "{again:?}"
-    );
+    assert_already_applied(&agent, op).await;
     assert_eq!(
         host.sim
             .state()
