@@ -123,6 +123,13 @@ impl GatedSink {
         }
     }
 
+    /// How long one served op holds the pass (tests; the daemon uses [`OP_WAIT`]).
+    #[cfg(test)]
+    fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
     async fn run(&self, op: SignedOpEntry) {
         if self.status.blocked() {
             tracing::debug!("the hub has blocked this host: signed op not submitted");
@@ -374,6 +381,91 @@ mod tests {
             ),
             signature: "-----BEGIN SSH SIGNATURE-----\nAA==\n-----END SSH SIGNATURE-----\n".into(),
         }
+    }
+
+    /// A served op whose PVE task runs past the wait: the pass goes on (the submit returns),
+    /// the op keeps running in its guest's queue, and the same op served again meanwhile is not
+    /// submitted a second time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_op_releases_the_pass_after_the_wait_and_is_not_resubmitted_meanwhile() {
+        use felhom_pve_sim::{GuestSpec, PveSim, SimConfig};
+        use felhom_reconcile::{Queue, ReversibilityGate, SignedJobs};
+
+        let sim = PveSim::start(SimConfig::default().guest(GuestSpec::new(105, "scratch")))
+            .await
+            .unwrap();
+        sim.faults()
+            .slow_tasks(Some("vzdestroy"), Duration::from_secs(3600));
+        let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[1; 32]));
+        let signer = felhom_authz::Signer::from_authorized_key(
+            "ops",
+            felhom_authz::Role::Operational,
+            &key.public_key().to_openssh().unwrap(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = felhom_journal::OpJournal::open(dir.path().join("journal.log")).unwrap();
+        let journal: felhom_reconcile::SharedJournal = Arc::new(Mutex::new(journal));
+        let audit = Arc::new(MemoryAudit::new());
+        let gate = Arc::new(ReversibilityGate::new(
+            vec![signer],
+            Arc::new(MemoryNonceStore::new()),
+            "pve-01",
+            Some(Arc::clone(&journal)),
+            audit.clone(),
+        ));
+        let api = Arc::new(crate::metrics::MeteredApi::new(
+            felhom_testkit::pve::client(&sim),
+            felhom_metrics::Metrics::new("test"),
+        ));
+        let executor = Arc::new(PveExecutor::new(
+            api,
+            felhom_proxmox::WaitOptions::default(),
+        ));
+        let queue = Queue::new(std::num::NonZeroUsize::new(2).unwrap());
+        let jobs = SignedJobs::new(gate, executor, queue, journal, None);
+        let status = Arc::new(DaemonStatus::new(None));
+        let sink = GatedSink::new(DaemonJobs::Memory(jobs), status, audit.clone())
+            .with_wait(Duration::from_millis(300));
+
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+        let blob = felhom_hub_proto::OpBlob {
+            op: felhom_hub_proto::OpKind::DestroyGuest,
+            host_id: "pve-01".to_owned(),
+            guest_id: Some(105),
+            params: Default::default(),
+            nonce: "n-long".to_owned(),
+            not_before: Timestamp::from_unix_seconds(now - 60),
+            not_after: Timestamp::from_unix_seconds(now + 3600),
+            key_id: "ops".to_owned(),
+        }
+        .to_canonical_json();
+        let signature = key
+            .sign(
+                felhom_hub_proto::OP_SIGNATURE_NAMESPACE,
+                ssh_key::HashAlg::Sha512,
+                blob.as_bytes(),
+            )
+            .unwrap()
+            .to_pem(ssh_key::LineEnding::LF)
+            .unwrap();
+        let served = SignedOpEntry { blob, signature };
+
+        // Returns after the wait although the destroy's task runs on (an hour).
+        sink.submit(served.clone()).await;
+        let deletes = || sim.state().requests_to("DELETE /nodes/{node}/lxc/{vmid}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while deletes() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(deletes(), 1, "the op was sent");
+        assert!(sim.state().guest(105).is_some(), "its task still runs");
+        // Served again while it runs: not submitted, so not even decided again.
+        let decided = audit.entries().len();
+        sink.submit(served).await;
+        assert_eq!(audit.entries().len(), decided, "{:?}", audit.entries());
+        assert_eq!(deletes(), 1);
+        sim.shutdown().await;
     }
 
     #[tokio::test]
