@@ -72,7 +72,8 @@ struct CacheInner {
 #[derive(Debug)]
 struct CachedGuest {
     entry: ListEntry,
-    config: LxcConfig,
+    /// Shared with the beat that read it: a cached config is never copied.
+    config: Arc<LxcConfig>,
 }
 
 /// What of a guest-list entry follows its config (usage figures, which move every beat, are
@@ -168,10 +169,10 @@ impl GuestCache {
     }
 
     /// The cached config for this list entry, unless it must be read again.
-    fn lookup(&self, summary: &GuestSummary) -> Option<LxcConfig> {
+    fn lookup(&self, summary: &GuestSummary) -> Option<Arc<LxcConfig>> {
         let inner = self.lock();
         let cached = inner.guests.get(&summary.vmid)?;
-        (cached.entry == ListEntry::of(summary)).then(|| cached.config.clone())
+        (cached.entry == ListEntry::of(summary)).then(|| Arc::clone(&cached.config))
     }
 }
 
@@ -366,7 +367,7 @@ where
     let host = host_info(&status, &node);
     let mut guests: Vec<GuestReport> = read
         .iter()
-        .map(|(summary, config)| guest_report(summary, config.as_ref(), host.cpu_count))
+        .map(|(summary, config)| guest_report(summary, config.as_deref(), host.cpu_count))
         .collect();
     guests.sort_by_key(|g| g.vmid);
     let mut report = HostReport::new(
@@ -392,7 +393,7 @@ async fn collect_guests<A: ProxmoxApi + ?Sized>(
     api: &A,
     cache: &GuestCache,
     concurrency: usize,
-) -> Result<(Vec<(GuestSummary, Option<LxcConfig>)>, CacheStats), ProxmoxError> {
+) -> Result<(Vec<(GuestSummary, Option<Arc<LxcConfig>>)>, CacheStats), ProxmoxError> {
     let (full, invalidated) = cache.begin_beat();
     let list = match api.list_lxc().await {
         Ok(list) => list,
@@ -420,13 +421,13 @@ async fn collect_guests<A: ProxmoxApi + ?Sized>(
     }
     stats.configs_cached = done.len();
     stats.configs_read = to_read.len();
-    let read: Vec<(GuestSummary, Option<LxcConfig>)> = stream::iter(to_read)
+    let read: Vec<(GuestSummary, Option<Arc<LxcConfig>>)> = stream::iter(to_read)
         .map(|summary| async move {
             let config = api.guest_config(summary.vmid).await;
             if let Err(e) = &config {
                 tracing::warn!(vmid = summary.vmid, error = %e, "guest config unreadable: reporting its run status without spec");
             }
-            (summary, config.ok())
+            (summary, config.ok().map(Arc::new))
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -440,7 +441,7 @@ async fn collect_guests<A: ProxmoxApi + ?Sized>(
                         summary.vmid,
                         CachedGuest {
                             entry: ListEntry::of(summary),
-                            config: c.clone(),
+                            config: Arc::clone(c),
                         },
                     );
                 }

@@ -2,6 +2,7 @@
 //! inheritance where a deeper entry replaces what was inherited, the propagate flag, and
 //! privilege-separated tokens getting (token ACLs ∩ user privileges).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Acl, TokenSpec, ADMINISTRATOR_PRIVILEGES};
@@ -38,9 +39,16 @@ impl Principals {
 
     /// The privileges `authid` (a user or a full token id) has on `path`.
     pub(crate) fn permissions(&self, authid: &str, path: &str) -> PrivSet {
+        self.permissions_among(authid, path, None)
+    }
+
+    /// [`Principals::permissions`] restricted to `wanted` (all with `None`): what a check of
+    /// a few privileges needs, without building the whole set on every request.
+    fn permissions_among(&self, authid: &str, path: &str, wanted: Option<&[&str]>) -> PrivSet {
         if authid == "root@pam" {
             return ADMINISTRATOR_PRIVILEGES
                 .iter()
+                .filter(|p| is_wanted(wanted, p))
                 .map(|p| (p.to_string(), true))
                 .collect();
         }
@@ -48,26 +56,26 @@ impl Principals {
             let Some(token) = self.tokens.get(authid) else {
                 return PrivSet::new();
             };
-            let user_perms = self.permissions(user, path);
+            let user_perms = self.permissions_among(user, path, wanted);
             // "return user privs for non-privsep tokens"
             if !token.privsep {
                 return user_perms;
             }
             // "intersect user and token permissions" (propagate is ANDed too)
-            return compile(&token.acl, path)
+            return compile_among(&token.acl, path, wanted)
                 .into_iter()
                 .filter_map(|(p, prop)| user_perms.get(&p).map(|up| (p, prop && *up)))
                 .collect();
         }
         match self.users.get(authid) {
-            Some(entries) => compile(entries, path),
+            Some(entries) => compile_among(entries, path, wanted),
             None => PrivSet::new(),
         }
     }
 
     /// `check`: every privilege in `privs` (or, with `any`, at least one) on `path`.
     pub(crate) fn allows(&self, authid: &str, path: &str, privs: &[&str], any: bool) -> bool {
-        let have = self.permissions(authid, path);
+        let have = self.permissions_among(authid, path, Some(privs));
         if any {
             privs.iter().any(|p| have.contains_key(*p))
         } else {
@@ -83,7 +91,7 @@ impl Principals {
         privs: &[&str],
         any: bool,
     ) -> Option<String> {
-        let have = self.permissions(authid, path);
+        let have = self.permissions_among(authid, path, Some(privs));
         if any {
             if privs.iter().any(|p| have.contains_key(*p)) {
                 None
@@ -158,22 +166,39 @@ pub(crate) fn valid_token_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
+fn is_wanted(wanted: Option<&[&str]>, privilege: &str) -> bool {
+    wanted.is_none_or(|w| w.contains(&privilege))
+}
+
 fn normalize(path: &str) -> String {
+    normalized(path).into_owned()
+}
+
+/// `path` with one leading and no trailing slash (`/` for the root); borrowed when it already
+/// is (ACL paths almost always are).
+fn normalized(path: &str) -> Cow<'_, str> {
     let trimmed = path.trim_end_matches('/');
     if trimmed.is_empty() {
-        "/".to_string()
+        Cow::Borrowed("/")
     } else if trimmed.starts_with('/') {
-        trimmed.to_string()
+        Cow::Borrowed(trimmed)
     } else {
-        format!("/{trimmed}")
+        Cow::Owned(format!("/{trimmed}"))
     }
 }
 
 /// PVE's `roles()` + `compile_acl_path` for one principal's entries: walk from `/` to `path`;
 /// at each level the entries that apply (all at the final level, only propagating ones above
 /// it) replace whatever was inherited. A privilege propagates if any entry granting it does.
+#[cfg(test)]
 pub(crate) fn compile(entries: &[Acl], path: &str) -> PrivSet {
-    let target = normalize(path);
+    compile_among(entries, path, None)
+}
+
+/// [`compile`] keeping only the privileges in `wanted` (all with `None`). An applying entry
+/// replaces what was inherited even when it grants none of them, as in [`compile`].
+fn compile_among(entries: &[Acl], path: &str, wanted: Option<&[&str]>) -> PrivSet {
+    let target = normalized(path);
     let components: Vec<&str> = if target == "/" {
         vec![""]
     } else {
@@ -193,10 +218,10 @@ pub(crate) fn compile(entries: &[Acl], path: &str) -> PrivSet {
             current.as_str()
         };
         let mut replacement: Option<PrivSet> = None;
-        for entry in entries.iter().filter(|e| normalize(&e.path) == here) {
+        for entry in entries.iter().filter(|e| normalized(&e.path) == here) {
             if is_final || entry.propagate {
                 let set = replacement.get_or_insert_with(PrivSet::new);
-                for p in &entry.privs {
+                for p in entry.privs.iter().filter(|p| is_wanted(wanted, p)) {
                     let flag = set.entry(p.clone()).or_insert(false);
                     *flag = *flag || entry.propagate;
                 }
@@ -298,6 +323,66 @@ mod tests {
             p.denial("u@pve!tok", "/vms/100", &["VM.Audit"], false),
             None
         );
+    }
+
+    #[test]
+    fn checks_of_a_few_privileges_agree_with_the_whole_set() {
+        // the restricted computation behind allows/denial must answer as the full one does,
+        // including a deeper entry that grants none of the privileges asked for
+        let token = TokenSpec::new("u@pve!tok", "s")
+            .acl(Acl::new("/", &["VM.Audit", "VM.Backup", "Sys.Audit"], true))
+            .acl(Acl::new("/vms/100", &["VM.PowerMgmt"], false))
+            .acl(Acl::new("storage/local/", &["Datastore.Audit"], true))
+            .user_acl(Acl::new(
+                "/",
+                &["VM.Audit", "VM.PowerMgmt", "Sys.Audit"],
+                true,
+            ))
+            .user_acl(Acl::new("/storage", &["Datastore.Audit"], true));
+        let open = TokenSpec::new("v@pve!tok", "s")
+            .privsep(false)
+            .user_acl(Acl::new("/vms", &["VM.Audit"], true));
+        let p = Principals::from_tokens(&[token, open]);
+        let privs = [
+            "VM.Audit",
+            "VM.Backup",
+            "VM.PowerMgmt",
+            "Sys.Audit",
+            "Datastore.Audit",
+        ];
+        for who in ["u@pve!tok", "u@pve", "v@pve!tok", "root@pam", "nobody@pve"] {
+            for path in [
+                "/",
+                "/vms",
+                "/vms/100",
+                "/vms/101",
+                "/storage/local",
+                "/nodes/pve",
+            ] {
+                let all = p.permissions(who, path);
+                for any in [false, true] {
+                    for n in 1..=2 {
+                        for start in 0..privs.len() {
+                            let asked: Vec<&str> =
+                                privs.iter().cycle().skip(start).take(n).copied().collect();
+                            let expect = if any {
+                                asked.iter().any(|a| all.contains_key(*a))
+                            } else {
+                                asked.iter().all(|a| all.contains_key(*a))
+                            };
+                            assert_eq!(
+                                p.allows(who, path, &asked, any),
+                                expect,
+                                "{who} {path} {asked:?} any={any}"
+                            );
+                            assert_eq!(p.denial(who, path, &asked, any).is_none(), expect);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(p.allows("u@pve!tok", "/vms/101", &["VM.Audit"], false));
+        assert!(!p.allows("u@pve!tok", "/vms/100", &["VM.Audit"], false));
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! quirks, snapshots, vzdump backups and restores, worker tasks with real UPIDs and logs, and
 //! fault injection ([`Faults`]). The README lists what is modelled and what is not.
 //!
-//! It must never: listen beyond 127.0.0.1, touch the host's files or processes, block on
-//! `std::thread::sleep` (all time is tokio time, so a paused test clock drives tasks), or let a
-//! token secret or hub API key reach `Debug` output or an error.
+//! It must never: listen beyond 127.0.0.1, touch the host's files or processes, block a
+//! runtime thread on `std::thread::sleep` (all time is tokio time, so a paused test clock
+//! drives tasks; injected latency is also woken early by a timer thread of its own for
+//! sub-millisecond precision, and still follows a paused clock), or let a token secret or hub
+//! API key reach `Debug` output or an error.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), felhom_pve_sim::SimError> {
@@ -26,6 +28,7 @@ mod config;
 mod error;
 mod faults;
 pub mod hub;
+mod latency;
 mod lxcconf;
 mod params;
 mod server;

@@ -97,6 +97,10 @@ pub(crate) async fn serve_tls<H, F>(
                     continue;
                 };
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
+                // Nagle's algorithm against the client's delayed ACK stalls a response split
+                // over several writes (TLS records) for ~40 ms on loopback: a delay nothing
+                // asked for (latency is injected explicitly). The client sets it too.
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let handler = handler.clone();
                 let stats = stats.clone();
@@ -346,6 +350,8 @@ async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
+    // the injected latency counts from here, held precisely (see `latency`)
+    let arrived = tokio::time::Instant::now();
     let method = req.method().as_str().to_string();
     let path = percent_decode(req.uri().path());
     let record_path = split_api_path(&path)
@@ -356,10 +362,7 @@ async fn handle(
         shared.state.lock().record_request(&method, &record_path, 0);
         return Err(Dropped);
     }
-    let latency = faults.latency();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    crate::latency::hold(arrived, faults.latency()).await;
     let mut answer = answer(req, &shared, &method, &path).await;
     if let Answer::Api { json, .. } = answer {
         if faults.take_drop(true) {

@@ -149,26 +149,25 @@ pub(super) fn status_current(ctx: &mut Ctx<'_>) -> ApiResult {
 }
 
 /// The JSON type of a config key, from the PUT config schema.
-fn key_type(key: &str) -> String {
+fn key_type(key: &str) -> &'static str {
     match key {
-        "snaptime" => return "integer".to_string(),
-        "parent" | "digest" => return "string".to_string(),
+        "snaptime" => return "integer",
+        "parent" | "digest" => return "string",
         _ => {}
     }
     let Some(spec) = params::endpoint(PUT_CONFIG) else {
-        return "string".to_string();
+        return "string";
     };
     spec.params
         .get(key)
         .or_else(|| params::indexed_schema(spec, key))
-        .map(|p| p.ty.clone())
-        .unwrap_or_else(|| "string".to_string())
+        .map_or("string", |p| p.ty.as_str())
 }
 
 /// A raw config value as `parse_pct_config` + `check_type` hand it to the JSON encoder:
 /// integers and booleans become numbers, `number` (cpulimit) stays a string.
 fn typed_value(key: &str, value: &str) -> Value {
-    match key_type(key).as_str() {
+    match key_type(key) {
         "integer" => value
             .parse::<i64>()
             .map(|n| json!(n))

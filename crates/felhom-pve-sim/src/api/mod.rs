@@ -12,6 +12,7 @@ mod tasks;
 mod vzdump;
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use serde_json::Value;
 
@@ -180,33 +181,59 @@ fn match_route(
     rel: &str,
 ) -> Result<(&'static str, BTreeMap<String, String>), ApiError> {
     let segs: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
-    'routes: for key in params::SERVED {
-        let Some((m, template)) = key.split_once(' ') else {
-            continue;
-        };
-        if m != method {
-            continue;
-        }
-        let tsegs: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
-        if tsegs.len() != segs.len() {
-            continue;
-        }
-        let mut captured = BTreeMap::new();
-        for (t, s) in tsegs.iter().zip(&segs) {
-            if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
-                captured.insert(name.to_string(), s.to_string());
-            } else if t != s {
-                continue 'routes;
-            }
-        }
-        return Ok((key, captured));
-    }
-    Err(ApiError::not_implemented(method, rel))
+    let Some(route) = find_route(method, &segs) else {
+        return Err(ApiError::not_implemented(method, rel));
+    };
+    let captured = route
+        .segs
+        .iter()
+        .zip(&segs)
+        .filter_map(|(t, s)| {
+            t.strip_prefix('{')
+                .and_then(|t| t.strip_suffix('}'))
+                .map(|name| (name.to_string(), s.to_string()))
+        })
+        .collect();
+    Ok((route.key, captured))
+}
+
+/// One served endpoint, split once: `"GET /nodes/{node}/lxc"` → `GET`, `[nodes, {node}, lxc]`.
+struct Route {
+    key: &'static str,
+    method: &'static str,
+    segs: Vec<&'static str>,
+}
+
+static ROUTES: LazyLock<Vec<Route>> = LazyLock::new(|| {
+    params::SERVED
+        .iter()
+        .filter_map(|key| {
+            let (method, template) = key.split_once(' ')?;
+            Some(Route {
+                key,
+                method,
+                segs: template.split('/').filter(|s| !s.is_empty()).collect(),
+            })
+        })
+        .collect()
+});
+
+/// The first served route (in `SERVED` order) for `method` and these path segments.
+fn find_route(method: &str, segs: &[&str]) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| {
+        r.method == method
+            && r.segs.len() == segs.len()
+            && r.segs
+                .iter()
+                .zip(segs)
+                .all(|(t, s)| (t.starts_with('{') && t.ends_with('}')) || t == s)
+    })
 }
 
 /// The served endpoint a request path belongs to (`GET /nodes/{node}/lxc`), if any.
 pub(crate) fn route_template(method: &str, rel: &str) -> Option<&'static str> {
-    match_route(method, rel).ok().map(|(key, _)| key)
+    let segs: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+    find_route(method, &segs).map(|r| r.key)
 }
 
 fn substitute(template: &str, params: &Params) -> String {
