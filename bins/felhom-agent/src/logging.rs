@@ -6,9 +6,9 @@ use std::ffi::OsStr;
 use std::io::IsTerminal;
 
 use felhom_config::{LogConfig, LogFormat, LogLevel};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +49,33 @@ pub fn filter_directives(level: LogLevel) -> String {
     out
 }
 
+/// The filter for `level` ([`filter_directives`]): a plain target filter. `EnvFilter` would
+/// parse the same directives, but its regex engine for span-field matching (which the daemon
+/// never uses: the directives are ours, not `RUST_LOG`) costs the binary several hundred KiB
+/// of code (issue 14: binary size and RSS).
+pub fn filter(level: LogLevel) -> Targets {
+    filter_directives(level)
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(level_filter(level)))
+}
+
+fn level_filter(level: LogLevel) -> tracing_subscriber::filter::LevelFilter {
+    use tracing_subscriber::filter::LevelFilter;
+    match level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+    }
+}
+
 /// Installs the global subscriber for `log` and returns where lines go. If the journal socket
 /// cannot be opened, logs go to stderr and a warning says so.
 pub fn init(log: &LogConfig) -> Sink {
     let journal_stream = std::env::var_os("JOURNAL_STREAM");
     let wanted = choose_sink(journal_stream.as_deref(), log.format);
-    let filter = EnvFilter::new(filter_directives(log.level));
+    let filter = filter(log.level);
     let (journald, sink, journald_error) = match wanted {
         Sink::Journald => match tracing_journald::layer() {
             Ok(layer) => (
@@ -129,7 +150,30 @@ mod tests {
             LogLevel::Debug,
             LogLevel::Trace,
         ] {
-            assert!(EnvFilter::try_new(filter_directives(level)).is_ok());
+            assert!(filter_directives(level).parse::<Targets>().is_ok());
         }
+    }
+
+    #[test]
+    fn the_filter_holds_the_libraries_at_info_and_lets_the_agent_through() {
+        use tracing::Level;
+        let f = filter(LogLevel::Debug);
+        assert!(f.would_enable("felhom_agent::daemon", &Level::DEBUG));
+        assert!(f.would_enable("felhom_hub::heartbeat", &Level::DEBUG));
+        assert!(!f.would_enable("felhom_hub::heartbeat", &Level::TRACE));
+        for lib in [
+            "hyper",
+            "hyper_util::client::legacy::pool",
+            "rustls::conn",
+            "tokio_rustls",
+            "hyper_rustls",
+        ] {
+            assert!(f.would_enable(lib, &Level::INFO), "{lib}");
+            assert!(!f.would_enable(lib, &Level::DEBUG), "{lib}");
+        }
+        let f = filter(LogLevel::Warn);
+        assert!(!f.would_enable("felhom_agent::daemon", &Level::INFO));
+        assert!(f.would_enable("felhom_agent::daemon", &Level::WARN));
+        assert!(!f.would_enable("rustls::conn", &Level::INFO));
     }
 }

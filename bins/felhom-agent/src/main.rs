@@ -11,6 +11,7 @@ mod crash;
 mod daemon;
 mod durable;
 mod gate;
+mod heap;
 mod intent;
 mod journal_cmd;
 mod logging;

@@ -174,6 +174,8 @@ impl<A: ProxmoxApi + 'static> Reconciler<A> {
             self.pass(now).await;
             self.prune_nonces(now).await;
             self.compact_journal(now).await;
+            // The beat and the pass are done until the next beat: idle at what is held.
+            crate::heap::release_freed();
         }
     }
 }

@@ -79,6 +79,15 @@ pub(super) fn daemon(ctx: &mut Ctx) -> Result<Vec<Row>> {
                     fmt_mib(m.anon_kib * 1024),
                     fmt_mib(m.file_kib * 1024)
                 ),
+                match &m.maps {
+                    Some(b) => b.file_line(),
+                    None => "smaps breakdown not read".to_owned(),
+                },
+                match &m.maps {
+                    Some(b) => b.anon_line(),
+                    None => String::new(),
+                },
+                m.threads.clone(),
             ],
         }),
         Err(e) => rows.push(Row {
@@ -101,7 +110,7 @@ fn build_daemon(root: &Path) -> Result<PathBuf> {
         .context("cargo reported no felhom-agent executable")
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct DaemonMemory {
     rss_kib: u64,
     hwm_kib: u64,
@@ -110,6 +119,145 @@ struct DaemonMemory {
     /// The mapped binary and libraries (shared with the page cache).
     file_kib: u64,
     first_report: Duration,
+    /// Rss by mapping, read from `/proc/PID/smaps` right after the status.
+    maps: Option<SmapsBreakdown>,
+    /// The thread count and names.
+    threads: String,
+}
+
+/// Resident memory by mapping, in KiB, from `/proc/PID/smaps`: the file-backed part of each
+/// mapping by what is mapped, and the anonymous part by where it lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct SmapsBreakdown {
+    /// File-backed pages of the daemon's own executable.
+    binary: u64,
+    libc: u64,
+    libm: u64,
+    libgcc_s: u64,
+    ld_so: u64,
+    other_files: u64,
+    /// The brk heap (`[heap]`): glibc's main arena.
+    heap: u64,
+    /// Anonymous mappings without a name: glibc's other arenas, large (mmapped) allocations,
+    /// thread stacks.
+    anon_maps: u64,
+    /// The main thread's stack.
+    stack: u64,
+    /// Anonymous (written, copy-on-write) pages inside file mappings: relocations, `.data`,
+    /// `.bss` of the binary and the libraries.
+    file_anon: u64,
+    /// Everything else (`[vdso]`, ...).
+    other: u64,
+}
+
+impl SmapsBreakdown {
+    /// Parses smaps text; `exe` is the executable's path as the kernel names it.
+    fn parse(smaps: &str, exe: &str) -> SmapsBreakdown {
+        let mut b = SmapsBreakdown::default();
+        let mut name = String::new();
+        let mut rss = 0u64;
+        let mut anon = 0u64;
+        let flush = |b: &mut SmapsBreakdown, name: &str, rss: u64, anon: u64| {
+            let file = rss.saturating_sub(anon);
+            let lib = |stem: &str| {
+                name.rsplit('/')
+                    .next()
+                    .is_some_and(|f| f.starts_with(stem) && f[stem.len()..].starts_with(".so"))
+            };
+            if name.starts_with('/') {
+                b.file_anon += anon;
+                let slot = if name == exe {
+                    &mut b.binary
+                } else if lib("libc") {
+                    &mut b.libc
+                } else if lib("libm") {
+                    &mut b.libm
+                } else if lib("libgcc_s") {
+                    &mut b.libgcc_s
+                } else if lib("ld-linux-x86-64") || lib("ld-linux-aarch64") || lib("ld") {
+                    &mut b.ld_so
+                } else {
+                    &mut b.other_files
+                };
+                *slot += file;
+            } else {
+                match name {
+                    "[heap]" => b.heap += rss,
+                    "[stack]" => b.stack += rss,
+                    "" => b.anon_maps += rss,
+                    _ => b.other += rss,
+                }
+            }
+        };
+        for line in smaps.lines() {
+            let mut words = line.split_whitespace();
+            let first = words.next().unwrap_or("");
+            if first.contains('-') && !first.ends_with(':') {
+                flush(&mut b, &name, rss, anon);
+                // address perms offset dev inode [name]
+                name = words.nth(4).unwrap_or("").to_owned();
+                // a name may contain spaces (" (deleted)"): keep the rest of the line
+                if let Some(pos) = (!name.is_empty()).then(|| line.find(&name)).flatten() {
+                    name = line[pos..].trim_end().to_owned();
+                }
+                rss = 0;
+                anon = 0;
+            } else if first == "Rss:" {
+                rss = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            } else if first == "Anonymous:" {
+                anon = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+        }
+        flush(&mut b, &name, rss, anon);
+        b
+    }
+
+    fn file_line(&self) -> String {
+        let k = |kib: u64| fmt_mib(kib * 1024);
+        format!(
+            "RssFile by mapping: the binary {}, libc {}, libm {}, libgcc_s {}, ld.so {}, other \
+             files {}",
+            k(self.binary),
+            k(self.libc),
+            k(self.libm),
+            k(self.libgcc_s),
+            k(self.ld_so),
+            k(self.other_files)
+        )
+    }
+
+    fn anon_line(&self) -> String {
+        let k = |kib: u64| fmt_mib(kib * 1024);
+        format!(
+            "RssAnon by mapping: brk heap (main arena) {}, unnamed anonymous mappings (other \
+             arenas, large allocations, thread stacks) {}, main stack {}, written pages of the \
+             binary and libraries (relocations, .data/.bss) {}; other {}",
+            k(self.heap),
+            k(self.anon_maps),
+            k(self.stack),
+            k(self.file_anon),
+            k(self.other)
+        )
+    }
+}
+
+/// `/proc/PID/status`'s thread count and each thread's name.
+fn threads_line(pid: u32, status: &str) -> String {
+    let count = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| "?".to_owned());
+    let mut names: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| fs::read_to_string(e.path().join("comm")).ok())
+                .map(|n| n.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    format!("threads {count}: {}", names.join(", "))
 }
 
 /// Starts the daemon against both simulators, waits for its first report, lets it idle, reads
@@ -163,7 +311,17 @@ fn daemon_rss(ctx: &Ctx, exe: &Path) -> Result<DaemonMemory> {
             bail!("the daemon exited early ({status})");
         }
         let status = fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+        let smaps = fs::read_to_string(format!("/proc/{}/smaps", child.id()));
+        let threads = threads_line(child.id(), &status);
+        let exe_name = fs::canonicalize(exe)
+            .unwrap_or_else(|_| exe.to_owned())
+            .to_string_lossy()
+            .into_owned();
         Ok(DaemonMemory {
+            maps: smaps
+                .ok()
+                .map(|text| SmapsBreakdown::parse(&text, &exe_name)),
+            threads,
             rss_kib: status_kib(&status, "VmRSS").context("no VmRSS in /proc/PID/status")?,
             hwm_kib: status_kib(&status, "VmHWM").context("no VmHWM in /proc/PID/status")?,
             anon_kib: status_kib(&status, "RssAnon").unwrap_or(0),
@@ -288,6 +446,58 @@ mod tests {
         }
         assert!(parse_unit_environment("Environment=NOEQUALS\n").is_err());
         assert!(parse_unit_environment("Environment=\"A=1\n").is_err());
+    }
+
+    #[test]
+    fn smaps_split_by_mapping() {
+        let smaps = "\
+5600-5700 r-xp 00001000 fe:00 12 /opt/bin/felhom-agent
+Size:                 4 kB
+Rss:                 40 kB
+Anonymous:            0 kB
+5700-5800 rw-p 00002000 fe:00 12 /opt/bin/felhom-agent
+Rss:                 12 kB
+Anonymous:            8 kB
+5900-5a00 rw-p 00000000 00:00 0                          [heap]
+Rss:                300 kB
+Anonymous:          300 kB
+7f00-7f10 rw-p 00000000 00:00 0 
+Rss:                 20 kB
+Anonymous:           20 kB
+7f10-7f20 r-xp 00026000 fe:00 3 /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                100 kB
+Anonymous:            0 kB
+7f20-7f30 r-xp 00010000 fe:00 4 /usr/lib/x86_64-linux-gnu/libm.so.6
+Rss:                 30 kB
+7f30-7f40 r-xp 00003000 fe:00 5 /usr/lib/x86_64-linux-gnu/libgcc_s.so.1
+Rss:                  6 kB
+7f40-7f50 r-xp 00001000 fe:00 6 /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+Rss:                 50 kB
+7f50-7f60 r-xp 00001000 fe:00 7 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+Rss:                  9 kB
+7ffc-7ffd rw-p 00000000 00:00 0                          [stack]
+Rss:                132 kB
+Anonymous:          132 kB
+7ffe-7fff r-xp 00000000 00:00 0                          [vdso]
+Rss:                  4 kB
+";
+        let b = SmapsBreakdown::parse(smaps, "/opt/bin/felhom-agent");
+        assert_eq!(
+            b,
+            SmapsBreakdown {
+                binary: 44,
+                libc: 100,
+                libm: 30,
+                libgcc_s: 6,
+                ld_so: 50,
+                other_files: 9,
+                heap: 300,
+                anon_maps: 20,
+                stack: 132,
+                file_anon: 8,
+                other: 4,
+            }
+        );
     }
 
     #[test]
