@@ -1,11 +1,13 @@
-//! Signed jobs: an operator-signed destructive op, run at most once.
+//! Signed jobs: an operator-signed destructive op, run exactly once.
 //!
 //! `SignedOp { blob, signature }` → the action the blob names (a proposal, read from the
 //! unverified bytes) → **dedupe by nonce**: the op journal's idempotency store
-//! ([`felhom_journal::OpJournal::already_applied`] of key `signed:<nonce>`) → **gate**
+//! ([`felhom_journal::OpJournal::key_state`] of key `signed:<nonce>`) → **precheck**
+//! ([`ReversibilityGate::precheck`]: every stage, nothing recorded; a refusal ends here,
+//! audited, never journaled) → journal `started` with the key → **gate**
 //! ([`ReversibilityGate::decide_destructive`]: verify, role scope, bind to that very action,
-//! record the nonce) → journal `started` with the key → the request through the injected
-//! [`DestructiveExecutor`] → `task_running(upid)` → wait → `succeeded` / `failed`, audited.
+//! record the nonce) → the request through the injected [`DestructiveExecutor`] →
+//! `task_running(upid)` → wait → `succeeded` / `failed`, audited.
 //! All of it inside the queue job of the action's guest (host-level ops on
 //! [`crate::destructive::HOST_QUEUE_KEY`]), so it is serialized with reconcile on that guest.
 //!
