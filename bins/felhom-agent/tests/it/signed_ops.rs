@@ -369,10 +369,10 @@ async fn a_block_arriving_mid_list_lets_the_running_op_finish_and_starts_no_othe
     doc["authz"]["signers"] =
         json!([{ "key_id": "ops-anna", "role": "operational", "public_key": public(ANNA) }]);
     env.write_config(doc);
-    // Each destroy runs 4 s at PVE: the block arrives while the first one runs.
+    // Each destroy runs 6 s at PVE: the block arrives while the first one runs.
     env.pve
         .faults()
-        .slow_tasks(Some("vzdestroy"), Duration::from_secs(4));
+        .slow_tasks(Some("vzdestroy"), Duration::from_secs(6));
     let (first, second) = (
         fresh_destroy(SCRATCH, "n-first"),
         fresh_destroy(OTHER, "n-second"),
