@@ -50,15 +50,6 @@ fn cores(env: &Env, vmid: u32) -> Option<String> {
         .and_then(|g| g.config.get("cores").cloned())
 }
 
-/// Waits until `n` more reports than now reached the hub.
-async fn more_reports(env: &Env, n: usize) {
-    let now = env.hub.report_count();
-    env.hub
-        .wait_for_reports(now + n, WAIT)
-        .await
-        .expect("reports go on");
-}
-
 async fn wait_line(daemon: &Daemon, needles: &[&str]) {
     daemon.wait_for_lines(needles, 1, WAIT).await;
 }
@@ -78,7 +69,7 @@ async fn hub_desired_state_converges_once_per_generation_and_hub_faults_change_n
     assert!(env.pve.state().guest(101).unwrap().running);
     assert_eq!(cores(&env, 100).as_deref(), Some("4"));
     // Generation caching: many reports, one fetch.
-    more_reports(&env, 3).await;
+    env.more_reports(3, WAIT).await;
     assert_eq!(env.hub.request_count(DESIRED_STATE_PATH), 1);
     assert_eq!(
         env.hub.request_count(SIGNED_OPS_PATH),
@@ -91,7 +82,7 @@ async fn hub_desired_state_converges_once_per_generation_and_hub_faults_change_n
         .publish_desired(desired(2, DesiredRunState::Running, 2));
     wait_line(&daemon, &["reconcile pass done", "planned 1:"]).await;
     assert_eq!(cores(&env, 100).as_deref(), Some("2"));
-    more_reports(&env, 2).await;
+    env.more_reports(2, WAIT).await;
     assert_eq!(env.hub.request_count(DESIRED_STATE_PATH), 2);
 
     // Every fault below serves generation 3 (guest 101 stopped, 8 cores) in a form the agent
@@ -147,7 +138,7 @@ async fn hub_desired_state_converges_once_per_generation_and_hub_faults_change_n
     });
     wait_line(&daemon, &["announces an older desired-state generation"]).await;
     let before_older = env.hub.request_count(DESIRED_STATE_PATH);
-    more_reports(&env, 3).await;
+    env.more_reports(3, WAIT).await;
     assert_eq!(env.hub.request_count(DESIRED_STATE_PATH), before_older);
     assert!(env.hub.request_count(DESIRED_STATE_PATH) > fetches);
 
@@ -163,7 +154,7 @@ async fn hub_desired_state_converges_once_per_generation_and_hub_faults_change_n
         "no fault mutated anything"
     );
     // The daemon is alive and still reporting.
-    more_reports(&env, 1).await;
+    env.more_reports(1, WAIT).await;
     let log = daemon.stop().await;
     assert!(!log.contains("panicked"), "{log}");
 }
@@ -220,7 +211,7 @@ async fn blocked_stops_both_paths_while_reports_continue() {
     envelope.blocked = Some(true);
     env.hub.set_envelope(envelope.clone());
     let daemon = env.spawn(&[], &FLOOR);
-    more_reports(&env, 3).await;
+    env.more_reports(3, WAIT).await;
     assert_eq!(env.hub.request_count(DESIRED_STATE_PATH), 0);
     assert_eq!(env.hub.request_count(SIGNED_OPS_PATH), 0);
     assert_eq!(env.pve.state().accepted_mutations(), 0);
@@ -235,7 +226,7 @@ async fn blocked_stops_both_paths_while_reports_continue() {
     daemon
         .wait_for_lines(&["signed op from the hub refused", "no_signers"], 4, WAIT)
         .await;
-    more_reports(&env, 1).await;
+    env.more_reports(1, WAIT).await;
     let tail = env.hub.reports().last().unwrap().report.audit_tail.clone();
     let refusals: Vec<_> = tail
         .iter()
@@ -258,13 +249,13 @@ async fn blocked_stops_both_paths_while_reports_continue() {
     envelope.blocked = Some(true);
     env.hub.set_envelope(envelope);
     wait_line(&daemon, &["the hub has blocked this host"]).await;
-    more_reports(&env, 1).await;
+    env.more_reports(1, WAIT).await;
     let fetches = env.hub.request_count(DESIRED_STATE_PATH);
     let ops_fetches = env.hub.request_count(SIGNED_OPS_PATH);
     let mutations = env.pve.state().accepted_mutations();
     env.hub
         .publish_desired(desired(2, DesiredRunState::Stopped, 1));
-    more_reports(&env, 3).await;
+    env.more_reports(3, WAIT).await;
     assert_eq!(env.hub.request_count(DESIRED_STATE_PATH), fetches);
     assert_eq!(env.hub.request_count(SIGNED_OPS_PATH), ops_fetches);
     assert_eq!(env.pve.state().accepted_mutations(), mutations);

@@ -149,14 +149,6 @@ fn destroys(env: &Env) -> u64 {
     env.pve.state().requests_to(DESTROY)
 }
 
-async fn more_reports(env: &Env, n: usize) {
-    let now = env.hub.report_count();
-    env.hub
-        .wait_for_reports(now + n, WAIT)
-        .await
-        .expect("reports go on");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_ops_the_gate_refuses_reach_no_pve_and_the_valid_one_runs_exactly_once() {
     let env = env().await;
@@ -209,7 +201,7 @@ async fn served_ops_the_gate_refuses_reach_no_pve_and_the_valid_one_runs_exactly
     })
     .await;
     // Served again and again: nothing reaches PVE, the tail does not grow with the serves.
-    more_reports(&env, 4).await;
+    env.more_reports(4, WAIT).await;
     let state = env.pve.state();
     assert_eq!(destroys(&env), 0, "no destructive request reached PVE");
     assert_eq!(state.accepted_mutations(), 0, "not even the stop before it");
@@ -243,7 +235,7 @@ async fn served_ops_the_gate_refuses_reach_no_pve_and_the_valid_one_runs_exactly
         has(t, "n-valid", "refused", Some("already_applied"))
     })
     .await;
-    more_reports(&env, 4).await;
+    env.more_reports(4, WAIT).await;
     assert_eq!(destroys(&env), 1, "executed exactly once");
     // Per target (the tampered blob naming guest 101 shares the nonce): each decision once.
     let t = tail(&env);
@@ -287,7 +279,7 @@ async fn served_ops_the_gate_refuses_reach_no_pve_and_the_valid_one_runs_exactly
     // Replayed across a restart (the op journal answers), and again with the journal gone (the
     // durable nonce store answers): never executed again.
     let daemon = env.spawn(&[], &FLOOR);
-    more_reports(&env, 3).await;
+    env.more_reports(3, WAIT).await;
     daemon.stop().await;
     std::fs::remove_file(env.path("journal.log")).unwrap();
     let daemon = env.spawn(&[], &FLOOR);
@@ -332,7 +324,7 @@ async fn a_served_op_runs_exactly_once_across_a_sigkill_at_each_signed_step() {
             decisions(t, "n-crash").iter().any(|(d, _)| d == closed)
         })
         .await;
-        more_reports(&env, 4).await;
+        env.more_reports(4, WAIT).await;
         assert_eq!(destroys(&env), sent, "{point}: exactly once");
         assert!(
             env.pve.state().guest(SCRATCH).is_none(),
@@ -402,7 +394,7 @@ async fn a_block_arriving_mid_list_lets_the_running_op_finish_and_starts_no_othe
         has(t, "n-first", "executed", None)
     })
     .await;
-    more_reports(&env, 4).await;
+    env.more_reports(4, WAIT).await;
     assert!(env.pve.state().guest(SCRATCH).is_none());
     assert!(env.pve.state().guest(OTHER).is_some());
     assert_eq!(destroys(&env), 1, "nothing new started while blocked");

@@ -40,6 +40,15 @@ pub struct Env {
 }
 
 impl Env {
+    /// Waits until `n` more reports than now reached the hub (within `within`).
+    pub async fn more_reports(&self, n: usize, within: Duration) {
+        let now = self.hub.report_count();
+        self.hub
+            .wait_for_reports(now + n, within)
+            .await
+            .expect("reports go on");
+    }
+
     /// The default simulated host and a hub answering with `envelope_seconds` between reports.
     pub async fn start(envelope_seconds: u64) -> Env {
         Env::with(SimConfig::default(), envelope_seconds).await

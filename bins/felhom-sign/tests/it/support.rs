@@ -94,21 +94,6 @@ pub fn sign(dir: &Path, args: &[&str]) -> Out {
     run_in(Path::new(sign_bin()), dir, args, &[])
 }
 
-/// Whether ssh-keygen is here; prints a visible note when it is not (the tests that need it
-/// then return early; CI has it).
-pub fn have_ssh_keygen(test: &str) -> bool {
-    let found = Command::new("ssh-keygen")
-        .arg("-?")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        eprintln!("NOTE: {test} SKIPPED: ssh-keygen is not installed on this machine");
-    }
-    found
-}
-
 /// A fresh unencrypted ed25519 key `dir/name` (+ `.pub`) with comment `comment`.
 pub fn keypair(dir: &Path, name: &str, comment: &str) -> PathBuf {
     let key = dir.join(name);

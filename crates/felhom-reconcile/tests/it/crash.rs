@@ -51,6 +51,17 @@ fn rollback_op(nonce: &str) -> felhom_reconcile::SignedOp {
     )
 }
 
+/// The agent killed at `at` running `op`, then reopened from the same files (a restart).
+async fn restarted_after(
+    host: &crate::support::Host,
+    files: &Files,
+    at: CrashPoint,
+    op: felhom_reconcile::SignedOp,
+) -> Agent {
+    crash_at(Agent::open(host, files, signers()), at, op).await;
+    Agent::open(host, files, signers())
+}
+
 /// Served again: answered from the journal, never run.
 async fn assert_already_applied(agent: &Agent, op: felhom_reconcile::SignedOp) {
     let again = agent.jobs.submit(op, UNIX_NOW).await.unwrap();
@@ -107,13 +118,7 @@ async fn killed_before_its_task_was_journaled_a_destroy_is_closed_from_the_guest
     let host = sim_host().await;
     let files = Files::new();
     let op = signed(ANNA, blob("destroy_guest", Some(101), json!({}), "n-post"));
-    crash_at(
-        Agent::open(&host, &files, signers()),
-        CrashPoint::AfterPost,
-        op.clone(),
-    )
-    .await;
-    let agent = Agent::open(&host, &files, signers());
+    let agent = restarted_after(&host, &files, CrashPoint::AfterPost, op.clone()).await;
     // the destroy task may still be running server-side; wait for the sim to finish it
     for _ in 0..200 {
         if host.sim.state().guest(101).is_none() {
@@ -142,13 +147,7 @@ async fn killed_before_its_task_was_journaled_a_rollback_is_closed_from_its_list
     let host = snapshot_host().await;
     let files = Files::new();
     let op = rollback_op("n-listed");
-    crash_at(
-        Agent::open(&host, &files, signers()),
-        CrashPoint::AfterPost,
-        op.clone(),
-    )
-    .await;
-    let agent = Agent::open(&host, &files, signers());
+    let agent = restarted_after(&host, &files, CrashPoint::AfterPost, op.clone()).await;
     let summary = recover_with(&*host.api, &agent.journal, UNIX_NOW, &recovery_options())
         .await
         .unwrap();
@@ -343,13 +342,7 @@ async fn a_resumed_op_is_verified_again_and_a_failed_one_is_not_resumed() {
     let host = sim_host().await;
     let files = Files::new();
     let op = signed(ANNA, blob("destroy_guest", Some(101), json!({}), "n-edit"));
-    crash_at(
-        Agent::open(&host, &files, signers()),
-        CrashPoint::BeforePost,
-        op.clone(),
-    )
-    .await;
-    let agent = Agent::open(&host, &files, signers());
+    let agent = restarted_after(&host, &files, CrashPoint::BeforePost, op.clone()).await;
     let resolution = recovered(&host, &agent, &recovery_options()).await;
     assert!(
         matches!(resolution, Resolution::NotSent { .. }),
@@ -394,13 +387,7 @@ async fn an_interrupted_rotation_is_decided_by_the_signers_file() {
         RECOVERY,
         blob("rotate_signers", None, json!({ "signers": set }), "n-rot"),
     );
-    crash_at(
-        Agent::open(&host, &files, signers()),
-        CrashPoint::BeforePost,
-        rotate.clone(),
-    )
-    .await;
-    let agent = Agent::open(&host, &files, signers());
+    let agent = restarted_after(&host, &files, CrashPoint::BeforePost, rotate.clone()).await;
     let options = RecoveryOptions {
         signer_set_nonce: SignerStore::read_set(files.signers())
             .unwrap()
@@ -458,13 +445,7 @@ async fn killed_between_its_journaled_start_and_the_gate_an_op_is_resumed_not_lo
     let host = sim_host().await;
     let files = Files::new();
     let op = signed(ANNA, blob("destroy_guest", Some(101), json!({}), "n-gate"));
-    crash_at(
-        Agent::open(&host, &files, signers()),
-        CrashPoint::BeforeGate,
-        op.clone(),
-    )
-    .await;
-    let agent = Agent::open(&host, &files, signers());
+    let agent = restarted_after(&host, &files, CrashPoint::BeforeGate, op.clone()).await;
     use felhom_authz::NonceStore;
     assert!(
         !agent.gate.nonce_store().seen("n-gate"),
