@@ -667,10 +667,8 @@ async fn handle(
     shared.arrivals.send_modify(|n| *n += 1);
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
-    let latency = shared.faults.latency();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    // held precisely from arrival, as the PVE simulator holds its own (see `latency`)
+    crate::latency::hold(at, shared.faults.latency()).await;
     let resp = match shared.faults.take(&path) {
         Some(HubFault::Drop) => {
             shared.record(&method, &path, 0, at);
