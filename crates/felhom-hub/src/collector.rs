@@ -16,6 +16,8 @@
 //! reconcile engine), or at a full resync every `resync_every`-th beat. Bound: a change that
 //! the list does not show (a description edited out-of-band, say) appears at the latest at the
 //! next full resync, i.e. within `resync_every` beats (10 beats = 10 min at the default 60 s).
+//! A full resync starts reading the configs of the guests it knows at once, beside the list,
+//! rather than after it (see `collect_guests`).
 //! The cache feeds reports only: reconcile always reads a fresh config (and its digest) before
 //! it writes.
 //!
@@ -35,6 +37,7 @@ use felhom_proxmox::{
     StorageContent, StorageInfo,
 };
 use futures::stream::{self, StreamExt};
+use futures::FutureExt;
 
 use crate::cloudflared::CloudflaredProber;
 
@@ -433,77 +436,123 @@ where
 }
 
 /// The guest list and what the report takes from each guest's config (`None`: unreadable
-/// this time), configs read with
-/// at most `concurrency` at once and only where `cache` cannot vouch for them. The host's CPU
-/// count is applied later, since the node status is read alongside.
+/// this time), configs read with at most `concurrency` at once and only where `cache` cannot
+/// vouch for them. The host's CPU count is applied later, since the node status is read
+/// alongside.
+///
+/// A full resync reads every listed guest, so the configs of the guests the cache knows are
+/// read from the start, beside the list, instead of after it (with 1,000 guests the list is the
+/// slowest read of the beat); guests new in the list follow as soon as it arrives. Such an
+/// early read is older than the list it is reported with, so the cache keeps it under the
+/// list entry of the beat before: if the list changed in between, the next beat reads the
+/// config again rather than trust facts that may predate the change.
 async fn collect_guests<A: ProxmoxApi + ?Sized>(
     api: &A,
     cache: &GuestCache,
     concurrency: usize,
 ) -> Result<(Vec<(GuestSummary, Option<ConfigFacts>)>, CacheStats), ProxmoxError> {
     let (full, invalidated) = cache.begin_beat();
-    let list = match api.list_lxc().await {
-        Ok(list) => list,
+    // vmid → the list entry its cached config was read under.
+    let known: HashMap<u32, ListEntry> = if full {
+        cache
+            .lock()
+            .guests
+            .iter()
+            .map(|(vmid, g)| (*vmid, g.entry.clone()))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let mut early: Vec<u32> = known.keys().copied().collect();
+    early.sort_unstable();
+    let (more, later) = futures::channel::mpsc::unbounded::<u32>();
+    let reads = stream::iter(early)
+        .chain(later)
+        .map(|vmid| async move {
+            // The whole config is dropped here: only what the report takes is kept.
+            let facts = api.guest_config(vmid).await.map(|c| ConfigFacts::of(&c));
+            (vmid, facts)
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>();
+    let invalidated_now = &invalidated;
+    let listed = async move {
+        let list = api.list_lxc().await?;
+        let mut done = Vec::with_capacity(list.len());
+        let mut to_read = Vec::new();
+        for summary in list {
+            if known.contains_key(&summary.vmid) {
+                to_read.push(summary);
+                continue;
+            }
+            let cached = (!full && !invalidated_now.contains(&summary.vmid))
+                .then(|| cache.lookup(&summary))
+                .flatten();
+            match cached {
+                Some(facts) => done.push((summary, Some(facts))),
+                None => {
+                    // the receiver lives until this future ends: a send cannot fail here
+                    let _ = more.unbounded_send(summary.vmid);
+                    to_read.push(summary);
+                }
+            }
+        }
+        // Closed explicitly (a captured value would live as long as this future): the reads
+        // end with the last guest the list asked for.
+        drop(more);
+        Ok::<_, ProxmoxError>((done, to_read, known))
+    };
+    // A failed list ends the beat at once: the reads still running are dropped.
+    let result = futures::future::try_join(listed, reads.map(Ok)).await;
+    let ((mut done, to_read, known), read) = match result {
+        Ok(r) => r,
         Err(e) => {
             // Not consumed: they are read again when the list is back.
-            let mut inner = cache.lock();
-            inner.invalidated.extend(invalidated);
+            cache.lock().invalidated.extend(invalidated);
             return Err(e);
         }
     };
-    let mut stats = CacheStats {
+    let stats = CacheStats {
         full_resync: full,
-        ..CacheStats::default()
+        configs_cached: done.len(),
+        configs_read: read.len(),
     };
-    let mut done = Vec::with_capacity(list.len());
-    let mut to_read = Vec::new();
-    for summary in list {
-        let cached = (!full && !invalidated.contains(&summary.vmid))
-            .then(|| cache.lookup(&summary))
-            .flatten();
-        match cached {
-            Some(facts) => done.push((summary, Some(facts))),
-            None => to_read.push(summary),
-        }
-    }
-    stats.configs_cached = done.len();
-    stats.configs_read = to_read.len();
-    let read: Vec<(GuestSummary, Option<ConfigFacts>)> = stream::iter(to_read)
-        .map(|summary| async move {
-            let config = api.guest_config(summary.vmid).await;
-            if let Err(e) = &config {
+    let mut read: HashMap<u32, Result<ConfigFacts, ProxmoxError>> = read.into_iter().collect();
+    let mut inner = cache.lock();
+    for summary in to_read {
+        let facts = match read.remove(&summary.vmid) {
+            Some(Ok(facts)) => Some(facts),
+            Some(Err(e)) => {
                 tracing::warn!(vmid = summary.vmid, error = %e, "guest config unreadable: reporting its run status without spec");
+                None
             }
-            // The whole config is dropped here: only what the report takes is kept.
-            (summary, config.ok().as_ref().map(ConfigFacts::of))
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    {
-        let mut inner = cache.lock();
-        for (summary, facts) in &read {
-            match facts {
-                Some(f) => {
-                    inner.guests.insert(
-                        summary.vmid,
-                        Box::new(CachedGuest {
-                            entry: ListEntry::of(summary),
-                            facts: f.clone(),
-                        }),
-                    );
-                }
-                // Unreadable: read again next beat.
-                None => {
-                    inner.guests.remove(&summary.vmid);
-                }
+            // every guest in `to_read` was read (early or after the list)
+            None => None,
+        };
+        match &facts {
+            Some(f) => {
+                let entry = known
+                    .get(&summary.vmid)
+                    .cloned()
+                    .unwrap_or_else(|| ListEntry::of(&summary));
+                inner.guests.insert(
+                    summary.vmid,
+                    Box::new(CachedGuest {
+                        entry,
+                        facts: f.clone(),
+                    }),
+                );
+            }
+            // Unreadable: read again next beat.
+            None => {
+                inner.guests.remove(&summary.vmid);
             }
         }
-        done.extend(read);
-        // Guests gone from the list are forgotten.
-        let listed: HashSet<u32> = done.iter().map(|(s, _)| s.vmid).collect();
-        inner.guests.retain(|vmid, _| listed.contains(vmid));
+        done.push((summary, facts));
     }
+    // Guests gone from the list are forgotten (an early read of one is simply dropped).
+    let listed: HashSet<u32> = done.iter().map(|(s, _)| s.vmid).collect();
+    inner.guests.retain(|vmid, _| listed.contains(vmid));
     Ok((done, stats))
 }
 

@@ -5,11 +5,13 @@
 //! bench's machine): a simulator set to 2 ms would really serve at ~3 ms and every bench
 //! figure built on it would be off by half. [`hold`] waits for a deadline taken when the
 //! request arrived, woken by one process-wide timer thread (a condvar wait with a
-//! sub-millisecond timeout), and also by tokio's own timer for the same deadline: under a
-//! paused test clock tokio's timer fires first (time jumps), under a real clock the thread
-//! does: 2.11 ms median for 2 ms on the same machine, as precise as `std::thread::sleep`
-//! there (the OS's timer slack and wake-up). A wake-up counts only once tokio's clock agrees
-//! the deadline has passed, so a paused clock still decides alone there.
+//! sub-millisecond timeout) [`HOT`] before the deadline and then waiting out the rest on its
+//! worker, yielding; and also by tokio's own timer for the same deadline: under a paused test
+//! clock tokio's timer fires first (time jumps), under a real clock the thread does. Alone, the
+//! thread held 2.11 ms median for 2 ms (the OS's timer slack and wake-up, then the worker's
+//! wake-up); with the hot stretch a hold ends at its deadline unless the worker is busy with
+//! another request. A wake-up counts only once tokio's clock agrees the deadline has passed,
+//! so a paused clock still decides alone there.
 //!
 //! No runtime thread ever blocks: the timer thread is not one of them.
 
@@ -31,18 +33,31 @@ pub(crate) async fn hold(arrived: Instant, latency: Duration) {
         return;
     }
     let (tx, rx) = oneshot::channel();
-    TIMER.schedule(deadline.into_std(), tx);
+    let precise = deadline.into_std();
+    TIMER.schedule(precise.checked_sub(HOT).unwrap_or(precise), tx);
     let coarse = tokio::time::sleep_until(deadline);
     tokio::pin!(coarse);
     tokio::select! {
         _ = &mut coarse => return,
         _ = rx => {}
     }
+    // The last stretch hot, on the worker: a yielding loop lets everything else the worker
+    // serves run between looks at the clock, and leaves no wake-up to arrive late.
+    while std::time::Instant::now() < precise {
+        tokio::task::yield_now().await;
+    }
     // A paused clock has not moved: it alone decides.
     if Instant::now() < deadline {
         coarse.await;
     }
 }
+
+/// How long before its deadline the timer thread hands a held request back to its worker,
+/// which waits out the rest hot (see [`hold`]). The thread itself wakes ~0.1 ms late on the
+/// bench's VM and the worker's own wake-up adds as much: without this margin the median
+/// hold at 2 ms was 2.25 ms under the cold beat's load, with it 2.12 ms (p10 2.000 ms).
+/// Longer margins burn the CPU the agent under test needs on a 2-core machine.
+const HOT: Duration = Duration::from_micros(300);
 
 /// The process-wide wake-up thread, started on first use.
 static TIMER: LazyLock<&'static Timer> = LazyLock::new(Timer::start);

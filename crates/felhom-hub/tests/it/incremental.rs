@@ -10,7 +10,7 @@ use felhom_hub_proto::{HostReport, ServiceState};
 use felhom_proxmox::PveClient;
 use felhom_pve_sim::{GuestSpec, PveSim, SimConfig};
 
-use crate::support;
+use crate::support::{self, CountingApi};
 
 fn at() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_000)
@@ -151,4 +151,94 @@ async fn a_steady_beat_is_a_handful_of_requests_and_no_new_connection() {
         connections,
         "a steady beat opens no new connection"
     );
+}
+
+#[tokio::test]
+async fn a_resync_reads_the_known_configs_beside_the_list() {
+    let mut config = SimConfig::default();
+    for vmid in 200..220 {
+        config = config.guest(GuestSpec::new(vmid, &format!("ct{vmid}")));
+    }
+    let pve = support::pve_with(config).await;
+    let cache = GuestCache::new(1);
+    let (first, _) = beat(&support::pve_client(&pve), &cache).await;
+    assert_eq!(cache.len(), 22);
+
+    // This API answers the list only after the read concurrency's worth of config reads
+    // started: a resync that waited for the list before reading would hang here.
+    let api = CountingApi::list_after_reads(
+        support::pve_client(&pve),
+        collector::DEFAULT_CONFIG_CONCURRENCY,
+    );
+    let (r, stats) = tokio::time::timeout(Duration::from_secs(20), async {
+        collector::collect_cached(
+            &api,
+            &FixedProber(ServiceState::Active),
+            &CollectOptions::new("pve-01"),
+            &cache,
+            at(),
+        )
+        .await
+        .unwrap()
+    })
+    .await
+    .expect("the known guests' configs were read before the list arrived");
+    assert!(stats.full_resync);
+    assert_eq!((stats.configs_read, stats.configs_cached), (22, 0));
+    assert_eq!(api.config_reads(), 22);
+    assert!(api.max_in_flight() <= collector::DEFAULT_CONFIG_CONCURRENCY);
+    assert_eq!(r.guests, first.guests);
+}
+
+#[tokio::test]
+async fn at_a_resync_a_gone_guest_is_dropped_and_a_new_one_read_after_the_list() {
+    let pve = support::pve().await;
+    let api = support::pve_client(&pve);
+    let cache = GuestCache::new(1);
+    beat(&api, &cache).await;
+    assert!(pve.state().remove_guest(100));
+    pve.state()
+        .add_guest(GuestSpec::new(102, "cache").description("new one"));
+
+    let (r, stats) = beat(&api, &cache).await;
+    let vmids: Vec<u32> = r.guests.iter().map(|g| g.vmid).collect();
+    assert_eq!(vmids, [101, 102]);
+    assert!(r.guests.iter().all(|g| g.spec.is_some()));
+    assert_eq!(description(&r, 102), Some("new one"));
+    // 100 and 101 early (the cache knew them; 100's read fails, unreported), 102 after.
+    assert_eq!(stats.configs_read, 3);
+    assert_eq!(config_reads(&pve, 102), 1);
+    assert_eq!(cache.len(), 2, "the gone guest is forgotten");
+}
+
+#[tokio::test]
+async fn an_early_read_is_kept_under_the_list_entry_it_may_predate() {
+    let pve = support::pve().await;
+    let api = support::pve_client(&pve);
+    let cache = GuestCache::new(2);
+    beat(&api, &cache).await; // full
+    let (_, stats) = beat(&api, &cache).await;
+    assert_eq!((stats.full_resync, stats.configs_read), (false, 0));
+
+    assert!(pve.state().set_config(100, "cores", "6"));
+    let (r, stats) = beat(&api, &cache).await;
+    assert_eq!((stats.full_resync, stats.configs_read), (true, 2));
+    let web = r.guests.iter().find(|g| g.vmid == 100).unwrap();
+    assert_eq!(
+        web.spec.as_ref().unwrap().cores,
+        6,
+        "the resync's early read"
+    );
+
+    // The early read may be older than the list that showed the change, so it was cached
+    // under the previous beat's entry: the change in the list is read once more.
+    let (r, stats) = beat(&api, &cache).await;
+    assert_eq!((stats.full_resync, stats.configs_read), (false, 1));
+    assert_eq!(config_reads(&pve, 100), 3);
+    assert_eq!(config_reads(&pve, 101), 2);
+    let web = r.guests.iter().find(|g| g.vmid == 100).unwrap();
+    assert_eq!(web.spec.as_ref().unwrap().cores, 6);
+
+    let (_, stats) = beat(&api, &cache).await;
+    assert_eq!((stats.full_resync, stats.configs_read), (true, 2));
 }

@@ -85,6 +85,9 @@ pub struct CountingApi<A> {
     /// is published on `peak`): proof of overlap from events, not from timing.
     gate: Option<usize>,
     peak: tokio::sync::watch::Sender<usize>,
+    /// With a list gate, the guest list is not read before this many config reads started.
+    list_gate: Option<usize>,
+    started: tokio::sync::watch::Sender<usize>,
 }
 
 impl<A> CountingApi<A> {
@@ -96,6 +99,18 @@ impl<A> CountingApi<A> {
             config_reads: AtomicUsize::new(0),
             gate: None,
             peak: tokio::sync::watch::Sender::new(0),
+            list_gate: None,
+            started: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Like [`CountingApi::new`], but the guest list is read only once `reads` config reads
+    /// have started: a collector that waits for the list before reading any config hangs (the
+    /// test bounds it with a timeout).
+    pub fn list_after_reads(inner: A, reads: usize) -> Self {
+        CountingApi {
+            list_gate: Some(reads),
+            ..CountingApi::new(inner)
         }
     }
 
@@ -132,11 +147,15 @@ impl<A: ProxmoxApi> ProxmoxApi for CountingApi<A> {
     }
 
     async fn list_lxc(&self) -> Result<Vec<GuestSummary>, ProxmoxError> {
+        if let Some(reads) = self.list_gate {
+            let _ = self.started.subscribe().wait_for(|n| *n >= reads).await;
+        }
         self.inner.list_lxc().await
     }
 
     async fn guest_config(&self, vmid: u32) -> Result<LxcConfig, ProxmoxError> {
-        self.config_reads.fetch_add(1, Ordering::SeqCst);
+        let reads = self.config_reads.fetch_add(1, Ordering::SeqCst) + 1;
+        self.started.send_replace(reads);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         if let Some(level) = self.gate {
