@@ -333,41 +333,135 @@ pub struct GuestSummary {
 
 /// `GET /nodes/{node}/lxc/{vmid}/config`. Keys are present only when set in the config file;
 /// everything not typed here is kept in `extra` as PVE sent it.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+///
+/// Decoded by hand (see the `Deserialize` impl below) rather than with `#[serde(flatten)]`,
+/// which buffers the whole object into an intermediate tree first: that buffering was about a
+/// fifth of the agent's work per config read at a heartbeat's full resync.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LxcConfig {
     /// Cores assigned.
-    #[serde(default, deserialize_with = "lenient::opt_u32")]
     pub cores: Option<u32>,
     /// Memory limit in **MiB**.
-    #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub memory: Option<u64>,
     /// Swap limit in **MiB**.
-    #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub swap: Option<u64>,
     /// Hostname.
-    #[serde(default)]
     pub hostname: Option<String>,
     /// Description as PVE returns it: every line gets a trailing `\n` on read.
-    #[serde(default)]
     pub description: Option<String>,
     /// Start at boot.
-    #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub onboot: Option<bool>,
     /// Root volume property string, e.g. `local-lvm:vm-100-disk-0,size=8G`.
-    #[serde(default)]
     pub rootfs: Option<String>,
     /// Config lock, only when set.
-    #[serde(default)]
     pub lock: Option<String>,
     /// SHA-1 of the raw config file; pass it back to `set_config` to refuse lost updates.
-    #[serde(default)]
     pub digest: Option<String>,
     /// Tags.
-    #[serde(default, deserialize_with = "lenient::list")]
     pub tags: Vec<String>,
     /// Every other key (`net0`, `features`, `cpulimit`, `lxc`, `mp0`, ...), verbatim.
-    #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// [`LxcConfig`]'s typed keys, each decoded as its field says (lenient where PVE is).
+mod lxc_config_de {
+    use super::*;
+    use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+
+    #[derive(Deserialize)]
+    struct OptU32(#[serde(deserialize_with = "lenient::opt_u32")] Option<u32>);
+    #[derive(Deserialize)]
+    struct OptU64(#[serde(deserialize_with = "lenient::opt_u64")] Option<u64>);
+    #[derive(Deserialize)]
+    struct OptBool(#[serde(deserialize_with = "lenient::opt_bool")] Option<bool>);
+    #[derive(Deserialize)]
+    struct List(#[serde(deserialize_with = "lenient::list")] Vec<String>);
+
+    const TYPED: [&str; 10] = [
+        "cores",
+        "memory",
+        "swap",
+        "hostname",
+        "description",
+        "onboot",
+        "rootfs",
+        "lock",
+        "digest",
+        "tags",
+    ];
+
+    /// A key: one of [`TYPED`] by index (no allocation), or another key by name.
+    enum Key {
+        Typed(usize),
+        Other(String),
+    }
+
+    struct KeySeed;
+
+    impl<'de> DeserializeSeed<'de> for KeySeed {
+        type Value = Key;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl Visitor<'_> for KeySeed {
+        type Value = Key;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a config key")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+            Ok(match TYPED.iter().position(|k| *k == v) {
+                Some(i) => Key::Typed(i),
+                None => Key::Other(v.to_owned()),
+            })
+        }
+    }
+
+    struct ConfigVisitor;
+
+    impl<'de> Visitor<'de> for ConfigVisitor {
+        type Value = LxcConfig;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an LXC config object")
+        }
+        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<LxcConfig, M::Error> {
+            let mut c = LxcConfig::default();
+            let mut seen = [false; TYPED.len()];
+            while let Some(key) = map.next_key_seed(KeySeed)? {
+                let i = match key {
+                    Key::Other(name) => {
+                        let value = map.next_value()?;
+                        c.extra.insert(name, value);
+                        continue;
+                    }
+                    Key::Typed(i) => i,
+                };
+                if std::mem::replace(&mut seen[i], true) {
+                    return Err(de::Error::duplicate_field(TYPED[i]));
+                }
+                match TYPED[i] {
+                    "cores" => c.cores = map.next_value::<OptU32>()?.0,
+                    "memory" => c.memory = map.next_value::<OptU64>()?.0,
+                    "swap" => c.swap = map.next_value::<OptU64>()?.0,
+                    "hostname" => c.hostname = map.next_value()?,
+                    "description" => c.description = map.next_value()?,
+                    "onboot" => c.onboot = map.next_value::<OptBool>()?.0,
+                    "rootfs" => c.rootfs = map.next_value()?,
+                    "lock" => c.lock = map.next_value()?,
+                    "digest" => c.digest = map.next_value()?,
+                    _ => c.tags = map.next_value::<List>()?.0,
+                }
+            }
+            Ok(c)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for LxcConfig {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(ConfigVisitor)
+        }
+    }
 }
 
 impl LxcConfig {
@@ -918,6 +1012,34 @@ mod tests {
             !c.extra.contains_key("memory"),
             "typed keys are not duplicated in extra"
         );
+    }
+
+    #[test]
+    fn lxc_config_by_hand_keeps_the_typed_and_lenient_keys_apart_from_extra() {
+        let c: LxcConfig = serde_json::from_str(
+            r#"{"cores":"4","memory":2048.0,"swap":null,"onboot":"on","tags":"a;b",
+                "net0":"name=eth0","cpulimit":"1.5","description":"x\n","lxc":[["k","v"]]}"#,
+        )
+        .unwrap();
+        assert_eq!((c.cores, c.memory, c.swap), (Some(4), Some(2048), None));
+        assert_eq!(c.onboot, Some(true));
+        assert_eq!(c.tags, ["a", "b"]);
+        assert_eq!(c.description.as_deref(), Some("x\n"));
+        assert_eq!(
+            c.extra.keys().collect::<Vec<_>>(),
+            ["cpulimit", "lxc", "net0"],
+            "only the untyped keys, verbatim"
+        );
+        assert_eq!(c.extra["lxc"][0][1], "v");
+        assert_eq!(
+            serde_json::from_str::<LxcConfig>("{}").unwrap(),
+            LxcConfig::default()
+        );
+        let dup = serde_json::from_str::<LxcConfig>(r#"{"cores":1,"cores":2}"#).unwrap_err();
+        assert!(dup.to_string().contains("duplicate field `cores`"), "{dup}");
+        let bad = serde_json::from_str::<LxcConfig>(r#"{"cores":"many"}"#).unwrap_err();
+        assert!(bad.to_string().contains("many"), "{bad}");
+        assert!(serde_json::from_str::<LxcConfig>("[]").is_err());
     }
 
     #[test]
