@@ -242,3 +242,39 @@ async fn an_early_read_is_kept_under_the_list_entry_it_may_predate() {
     let (_, stats) = beat(&api, &cache).await;
     assert_eq!((stats.full_resync, stats.configs_read), (true, 2));
 }
+
+#[tokio::test]
+async fn a_resync_whose_list_fails_drops_its_early_reads_and_keeps_the_invalidations() {
+    use felhom_hub::collector::CollectError;
+    use felhom_pve_sim::HttpFault;
+    let pve = support::pve().await;
+    let api = support::pve_client(&pve);
+    let cache = GuestCache::new(2);
+    beat(&api, &cache).await; // full
+    beat(&api, &cache).await; // from the cache
+
+    // The engine wrote 101; the next beat is a resync, and its list fails.
+    assert!(pve.state().set_config(101, "description", "primary db"));
+    cache.invalidate(101);
+    pve.faults().fail_next(
+        1,
+        HttpFault::status(503, "busy").only(Some("GET"), Some("/nodes/pve/lxc")),
+    );
+    let e = collector::collect_cached(
+        &api,
+        &FixedProber(ServiceState::Active),
+        &CollectOptions::new("pve-01"),
+        &cache,
+        at(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, CollectError::GuestList { .. }), "{e}");
+    assert_eq!(cache.len(), 2, "a failed beat forgets nothing");
+
+    // The invalidation was not consumed by the failed beat: 101 is read again now.
+    let (r, stats) = beat(&api, &cache).await;
+    assert!(!stats.full_resync);
+    assert_eq!((stats.configs_read, stats.configs_cached), (1, 1));
+    assert_eq!(description(&r, 101), Some("primary db"));
+}
