@@ -5,10 +5,10 @@
 use std::time::{Duration, SystemTime};
 
 use felhom_hub::cloudflared::FixedProber;
-use felhom_hub::collector::{self, CacheStats, CollectOptions, GuestCache};
+use felhom_hub::collector::{self, CacheStats, CollectError, CollectOptions, GuestCache};
 use felhom_hub_proto::{HostReport, ServiceState};
-use felhom_proxmox::PveClient;
-use felhom_pve_sim::{GuestSpec, PveSim, SimConfig};
+use felhom_proxmox::ProxmoxApi;
+use felhom_pve_sim::{GuestSpec, HttpFault, PveSim, SimConfig};
 
 use crate::support::{self, CountingApi};
 
@@ -16,7 +16,10 @@ fn at() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_000)
 }
 
-async fn beat(api: &PveClient, cache: &GuestCache) -> (HostReport, CacheStats) {
+async fn try_beat<A: ProxmoxApi>(
+    api: &A,
+    cache: &GuestCache,
+) -> Result<(HostReport, CacheStats), CollectError> {
     collector::collect_cached(
         api,
         &FixedProber(ServiceState::Active),
@@ -25,7 +28,19 @@ async fn beat(api: &PveClient, cache: &GuestCache) -> (HostReport, CacheStats) {
         at(),
     )
     .await
-    .unwrap()
+}
+
+async fn beat<A: ProxmoxApi>(api: &A, cache: &GuestCache) -> (HostReport, CacheStats) {
+    try_beat(api, cache).await.unwrap()
+}
+
+/// The default host plus guests `vmids` (named `ct<vmid>`).
+async fn pve_with_guests(vmids: std::ops::Range<u32>) -> PveSim {
+    let mut config = SimConfig::default();
+    for vmid in vmids {
+        config = config.guest(GuestSpec::new(vmid, &format!("ct{vmid}")));
+    }
+    support::pve_with(config).await
 }
 
 fn description(r: &HostReport, vmid: u32) -> Option<&str> {
@@ -121,11 +136,7 @@ async fn the_agents_own_writes_invalidate_and_new_or_gone_guests_are_followed() 
 
 #[tokio::test]
 async fn a_steady_beat_is_a_handful_of_requests_and_no_new_connection() {
-    let mut config = SimConfig::default();
-    for vmid in 200..260 {
-        config = config.guest(GuestSpec::new(vmid, &format!("ct{vmid}")));
-    }
-    let pve = support::pve_with(config).await;
+    let pve = pve_with_guests(200..260).await;
     let api = support::pve_client(&pve);
     let cache = GuestCache::default();
     let (cold, stats) = beat(&api, &cache).await;
@@ -155,11 +166,7 @@ async fn a_steady_beat_is_a_handful_of_requests_and_no_new_connection() {
 
 #[tokio::test]
 async fn a_resync_reads_the_known_configs_beside_the_list() {
-    let mut config = SimConfig::default();
-    for vmid in 200..220 {
-        config = config.guest(GuestSpec::new(vmid, &format!("ct{vmid}")));
-    }
-    let pve = support::pve_with(config).await;
+    let pve = pve_with_guests(200..220).await;
     let cache = GuestCache::new(1);
     let (first, _) = beat(&support::pve_client(&pve), &cache).await;
     assert_eq!(cache.len(), 22);
@@ -170,19 +177,9 @@ async fn a_resync_reads_the_known_configs_beside_the_list() {
         support::pve_client(&pve),
         collector::DEFAULT_CONFIG_CONCURRENCY,
     );
-    let (r, stats) = tokio::time::timeout(Duration::from_secs(20), async {
-        collector::collect_cached(
-            &api,
-            &FixedProber(ServiceState::Active),
-            &CollectOptions::new("pve-01"),
-            &cache,
-            at(),
-        )
+    let (r, stats) = tokio::time::timeout(Duration::from_secs(20), beat(&api, &cache))
         .await
-        .unwrap()
-    })
-    .await
-    .expect("the known guests' configs were read before the list arrived");
+        .expect("the known guests' configs were read before the list arrived");
     assert!(stats.full_resync);
     assert_eq!((stats.configs_read, stats.configs_cached), (22, 0));
     assert_eq!(api.config_reads(), 22);
@@ -245,8 +242,6 @@ async fn an_early_read_is_kept_under_the_list_entry_it_may_predate() {
 
 #[tokio::test]
 async fn a_resync_whose_list_fails_drops_its_early_reads_and_keeps_the_invalidations() {
-    use felhom_hub::collector::CollectError;
-    use felhom_pve_sim::HttpFault;
     let pve = support::pve().await;
     let api = support::pve_client(&pve);
     let cache = GuestCache::new(2);
@@ -260,15 +255,7 @@ async fn a_resync_whose_list_fails_drops_its_early_reads_and_keeps_the_invalidat
         1,
         HttpFault::status(503, "busy").only(Some("GET"), Some("/nodes/pve/lxc")),
     );
-    let e = collector::collect_cached(
-        &api,
-        &FixedProber(ServiceState::Active),
-        &CollectOptions::new("pve-01"),
-        &cache,
-        at(),
-    )
-    .await
-    .unwrap_err();
+    let e = try_beat(&api, &cache).await.unwrap_err();
     assert!(matches!(e, CollectError::GuestList { .. }), "{e}");
     assert_eq!(cache.len(), 2, "a failed beat forgets nothing");
 
