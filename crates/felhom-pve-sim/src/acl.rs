@@ -39,16 +39,9 @@ impl Principals {
 
     /// The privileges `authid` (a user or a full token id) has on `path`.
     pub(crate) fn permissions(&self, authid: &str, path: &str) -> PrivSet {
-        self.permissions_among(authid, path, None)
-    }
-
-    /// [`Principals::permissions`] restricted to `wanted` (all with `None`): what a check of
-    /// a few privileges needs, without building the whole set on every request.
-    fn permissions_among(&self, authid: &str, path: &str, wanted: Option<&[&str]>) -> PrivSet {
         if authid == "root@pam" {
             return ADMINISTRATOR_PRIVILEGES
                 .iter()
-                .filter(|p| is_wanted(wanted, p))
                 .map(|p| (p.to_string(), true))
                 .collect();
         }
@@ -56,30 +49,49 @@ impl Principals {
             let Some(token) = self.tokens.get(authid) else {
                 return PrivSet::new();
             };
-            let user_perms = self.permissions_among(user, path, wanted);
+            let user_perms = self.permissions(user, path);
             // "return user privs for non-privsep tokens"
             if !token.privsep {
                 return user_perms;
             }
             // "intersect user and token permissions" (propagate is ANDed too)
-            return compile_among(&token.acl, path, wanted)
+            return compile_among(&token.acl, path, None)
                 .into_iter()
                 .filter_map(|(p, prop)| user_perms.get(&p).map(|up| (p, prop && *up)))
                 .collect();
         }
         match self.users.get(authid) {
-            Some(entries) => compile_among(entries, path, wanted),
+            Some(entries) => compile_among(entries, path, None),
             None => PrivSet::new(),
         }
     }
 
+    /// Whether `authid` holds `privilege` on `path`: [`Principals::permissions`] for one
+    /// privilege, without building a set (every request checks one or two; a guest list
+    /// checks one per guest).
+    fn holds(&self, authid: &str, path: &str, privilege: &str) -> bool {
+        if authid == "root@pam" {
+            return ADMINISTRATOR_PRIVILEGES.contains(&privilege);
+        }
+        if let Some((user, _)) = split_tokenid(authid) {
+            let Some(token) = self.tokens.get(authid) else {
+                return false;
+            };
+            // (token ∩ user) for privilege-separated tokens, the user's alone otherwise
+            return self.holds(user, path, privilege)
+                && (!token.privsep || grant_of(&token.acl, path, privilege).is_some());
+        }
+        self.users
+            .get(authid)
+            .is_some_and(|entries| grant_of(entries, path, privilege).is_some())
+    }
+
     /// `check`: every privilege in `privs` (or, with `any`, at least one) on `path`.
     pub(crate) fn allows(&self, authid: &str, path: &str, privs: &[&str], any: bool) -> bool {
-        let have = self.permissions_among(authid, path, Some(privs));
         if any {
-            privs.iter().any(|p| have.contains_key(*p))
+            privs.iter().any(|p| self.holds(authid, path, p))
         } else {
-            privs.iter().all(|p| have.contains_key(*p))
+            privs.iter().all(|p| self.holds(authid, path, p))
         }
     }
 
@@ -91,9 +103,8 @@ impl Principals {
         privs: &[&str],
         any: bool,
     ) -> Option<String> {
-        let have = self.permissions_among(authid, path, Some(privs));
         if any {
-            if privs.iter().any(|p| have.contains_key(*p)) {
+            if self.allows(authid, path, privs, true) {
                 None
             } else {
                 Some(format!("{path}, {}", privs.join("|")))
@@ -101,7 +112,7 @@ impl Principals {
         } else {
             privs
                 .iter()
-                .find(|p| !have.contains_key(**p))
+                .find(|p| !self.holds(authid, path, p))
                 .map(|p| format!("{path}, {p}"))
         }
     }
@@ -187,6 +198,47 @@ fn normalized(path: &str) -> Cow<'_, str> {
     }
 }
 
+/// [`compile_among`] for one privilege, allocating nothing: `Some(propagate)` when `entries`
+/// grant `privilege` on `path`. The same walk: at each level from `/` down, the entries that
+/// apply (all at the final level, only propagating ones above it) replace what was inherited,
+/// whether or not they grant it.
+fn grant_of(entries: &[Acl], path: &str, privilege: &str) -> Option<bool> {
+    let target = normalized(path);
+    let target = target.as_ref();
+    if target.contains("//") {
+        // empty components: the general walk builds its levels without them
+        return compile_among(entries, path, Some(&[privilege]))
+            .get(privilege)
+            .copied();
+    }
+    // the levels: `/`, then each prefix of `target` ending before a `/`, then `target` itself
+    let cuts = target
+        .match_indices('/')
+        .map(|(i, _)| i)
+        .filter(|i| *i > 0)
+        .chain([target.len()]);
+    let levels = std::iter::once("/").chain(cuts.map(|i| &target[..i]).filter(|l| *l != "/"));
+    let mut inherited = None;
+    for here in levels {
+        let is_final = here == target;
+        let mut applies = false;
+        let mut granted: Option<bool> = None;
+        for entry in entries
+            .iter()
+            .filter(|e| (is_final || e.propagate) && normalized(&e.path) == here)
+        {
+            applies = true;
+            if entry.privs.iter().any(|p| p == privilege) {
+                granted = Some(granted.unwrap_or(false) || entry.propagate);
+            }
+        }
+        if applies {
+            inherited = granted;
+        }
+    }
+    inherited
+}
+
 /// PVE's `roles()` + `compile_acl_path` for one principal's entries: walk from `/` to `path`;
 /// at each level the entries that apply (all at the final level, only propagating ones above
 /// it) replace whatever was inherited. A privilege propagates if any entry granting it does.
@@ -240,6 +292,92 @@ mod tests {
 
     fn names(set: &PrivSet) -> Vec<&str> {
         set.keys().map(|s| s.as_str()).collect()
+    }
+
+    #[test]
+    fn one_privilege_is_decided_as_the_whole_set_decides_it() {
+        let a = |path: &str, privs: &[&str], propagate| Acl::new(path, privs, propagate);
+        let sets: Vec<Vec<Acl>> = vec![
+            vec![],
+            vec![a("/", &["VM.Audit", "Sys.Audit"], true)],
+            vec![a("/", &["VM.Audit"], false)],
+            vec![
+                a("/", &["VM.Audit", "Sys.Audit"], true),
+                a("/vms/100", &["VM.PowerMgmt"], false),
+            ],
+            vec![
+                a("/vms", &["VM.Audit"], true),
+                a("/vms", &["VM.Audit", "VM.Backup"], false),
+                a("/vms/101", &[], true),
+            ],
+            vec![
+                a("/vms/", &["VM.Audit"], true),
+                a("vms/100", &["VM.Audit"], false),
+                a("/storage/local", &["Datastore.Audit"], true),
+            ],
+        ];
+        let paths = [
+            "/",
+            "/vms",
+            "/vms/",
+            "/vms/100",
+            "/vms/101",
+            "/vms/102",
+            "/vms//100",
+            "/storage",
+            "/storage/local",
+            "storage/local/x",
+            "/nodes/pve",
+        ];
+        let privs = [
+            "VM.Audit",
+            "Sys.Audit",
+            "VM.PowerMgmt",
+            "VM.Backup",
+            "Datastore.Audit",
+        ];
+        for entries in &sets {
+            for path in paths {
+                let whole = compile(entries, path);
+                for p in privs {
+                    assert_eq!(
+                        grant_of(entries, path, p),
+                        whole.get(p).copied(),
+                        "{p} on {path} with {entries:?}"
+                    );
+                }
+            }
+        }
+        // principals: users, privilege-separated and plain tokens, root
+        let p = Principals::from_tokens(&[
+            TokenSpec::new("u@pve!sep", "s")
+                .acl(a("/vms", &["VM.Audit"], true))
+                .user_acl(a("/", &["VM.Audit", "Sys.Audit"], true)),
+            TokenSpec::new("w@pve!all", "s").privsep(false).user_acl(a(
+                "/vms/100",
+                &["VM.Audit"],
+                false,
+            )),
+        ]);
+        for authid in [
+            "u@pve!sep",
+            "u@pve",
+            "w@pve!all",
+            "w@pve",
+            "x@pve!none",
+            "root@pam",
+        ] {
+            for path in paths {
+                let whole = p.permissions(authid, path);
+                for privilege in privs {
+                    assert_eq!(
+                        p.holds(authid, path, privilege),
+                        whole.contains_key(privilege),
+                        "{authid}: {privilege} on {path}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
