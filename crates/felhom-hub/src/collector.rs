@@ -442,10 +442,12 @@ where
 ///
 /// A full resync reads every listed guest, so the configs of the guests the cache knows are
 /// read from the start, beside the list, instead of after it (with 1,000 guests the list is the
-/// slowest read of the beat); guests new in the list follow as soon as it arrives. Such an
-/// early read is older than the list it is reported with, so the cache keeps it under the
-/// list entry of the beat before: if the list changed in between, the next beat reads the
-/// config again rather than trust facts that may predate the change.
+/// slowest read of the beat); guests new in the list follow as soon as it arrives, and a guest
+/// gone since the beat before costs one failed read (PVE's 500, counted in the request
+/// metrics, not logged as a warning). Such an early read is older than the list it is reported
+/// with, so the cache keeps it under the list entry of the beat before: if the list changed in
+/// between, the next beat reads the config again rather than trust facts that may predate the
+/// change.
 async fn collect_guests<A: ProxmoxApi + ?Sized>(
     api: &A,
     cache: &GuestCache,
