@@ -429,7 +429,36 @@ fn build(status: u16, reason: &str, body: Bytes, json: bool, now: u64) -> Respon
 }
 
 fn json_bytes(value: &Value, faults: &Faults) -> Bytes {
-    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    padded(serde_json::to_vec(value).unwrap_or_default(), faults)
+}
+
+/// The envelope `value` with its `data` replaced by the array of `items` (each a JSON text):
+/// the same bytes `json_bytes` would write for that array, since an envelope's keys serialize
+/// sorted and `data` sorts first among them.
+fn items_bytes(value: &Value, items: &[String], faults: &Faults) -> Bytes {
+    let mut body = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 64);
+    body.extend_from_slice(b"{\"data\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item.as_bytes());
+    }
+    body.push(b']');
+    if let Value::Object(m) = value {
+        for (k, v) in m.iter().filter(|(k, _)| *k != "data") {
+            body.push(b',');
+            // a string and a value of ours: writing to a Vec cannot fail
+            let _ = serde_json::to_writer(&mut body, k);
+            body.push(b':');
+            let _ = serde_json::to_writer(&mut body, v);
+        }
+    }
+    body.push(b'}');
+    padded(body, faults)
+}
+
+fn padded(mut body: Vec<u8>, faults: &Faults) -> Bytes {
     if let Some(limit) = faults.pad_to() {
         // trailing whitespace keeps it valid JSON while pushing it past the client's limit
         if body.len() <= limit {
@@ -523,9 +552,14 @@ fn render(answer: Answer, faults: &Faults, now: u64) -> Response<Full<Bytes>> {
             let (status, reason, value) = api_envelope(json, Err(err), pre_52);
             build(status, &reason, json_bytes(&value, faults), true, now)
         }
-        Answer::Api { json, result } => {
+        Answer::Api { json, mut result } => {
+            let items = result.as_mut().ok().and_then(|r| r.items.take());
             let (status, reason, value) = api_envelope(json, result, pre_52);
-            build(status, &reason, json_bytes(&value, faults), true, now)
+            let body = match items {
+                Some(items) => items_bytes(&value, &items, faults),
+                None => json_bytes(&value, faults),
+            };
+            build(status, &reason, body, true, now)
         }
     }
 }
@@ -533,6 +567,39 @@ fn render(answer: Answer, faults: &Faults, now: u64) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_rendered_by_items_is_the_bytes_of_the_same_list_as_a_value() {
+        // items as `VmStatus` writes them: keys in sorted order, as a `Value` map writes them
+        let items = [r#"{"a":"x\"y","b":[1,2]}"#, r#"{"vmid":"100"}"#, "7"];
+        let faults = Faults::default();
+        for json in [true, false] {
+            for total in [None, Some(3)] {
+                let reply = || Reply {
+                    total,
+                    ..Reply::default()
+                };
+                let (_, _, envelope) = api_envelope(json, Ok(reply()), false);
+                let rendered = items_bytes(&envelope, &items.map(str::to_owned), &faults);
+                let as_value = Reply {
+                    data: Value::Array(
+                        items
+                            .iter()
+                            .map(|i| serde_json::from_str(i).unwrap())
+                            .collect(),
+                    ),
+                    ..reply()
+                };
+                let (_, _, envelope) = api_envelope(json, Ok(as_value), false);
+                let expected = json_bytes(&envelope, &faults);
+                assert_eq!(
+                    String::from_utf8_lossy(&rendered),
+                    String::from_utf8_lossy(&expected),
+                    "json={json} total={total:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn api_paths_split_like_split_abs_uri() {
@@ -609,6 +676,7 @@ mod tests {
             Ok(Reply {
                 data: json!([]),
                 total: Some(0),
+                ..Reply::default()
             }),
             false,
         );

@@ -97,6 +97,7 @@ pub(super) fn log(ctx: &mut Ctx<'_>) -> ApiResult {
             return Ok(Reply {
                 data: json!([{ "n": 1, "t": "unable to open file - No such file or directory" }]),
                 total: Some(1),
+                ..Reply::default()
             })
         }
     };
@@ -105,6 +106,7 @@ pub(super) fn log(ctx: &mut Ctx<'_>) -> ApiResult {
         return Ok(Reply {
             data: json!([{ "n": 1, "t": "no content" }]),
             total: Some(1),
+            ..Reply::default()
         });
     }
     let take = if limit == 0 { usize::MAX } else { limit };
@@ -118,6 +120,7 @@ pub(super) fn log(ctx: &mut Ctx<'_>) -> ApiResult {
     Ok(Reply {
         data: Value::Array(data),
         total: Some(lines.len() as u64),
+        ..Reply::default()
     })
 }
 
@@ -192,5 +195,6 @@ pub(super) fn list(ctx: &mut Ctx<'_>) -> ApiResult {
     Ok(Reply {
         data: Value::Array(data),
         total: Some(total),
+        ..Reply::default()
     })
 }
