@@ -39,51 +39,49 @@ impl Principals {
 
     /// The privileges `authid` (a user or a full token id) has on `path`.
     pub(crate) fn permissions(&self, authid: &str, path: &str) -> PrivSet {
-        if authid == "root@pam" {
-            return ADMINISTRATOR_PRIVILEGES
-                .iter()
-                .map(|p| (p.to_string(), true))
-                .collect();
-        }
-        if let Some((user, _)) = split_tokenid(authid) {
-            let Some(token) = self.tokens.get(authid) else {
-                return PrivSet::new();
-            };
-            let user_perms = self.permissions(user, path);
-            // "return user privs for non-privsep tokens"
-            if !token.privsep {
-                return user_perms;
-            }
-            // "intersect user and token permissions" (propagate is ANDed too)
-            return compile_among(&token.acl, path, None)
+        // a token holds nothing its owning user does not: the user's privileges are the
+        // candidates for both
+        let owner = split_tokenid(authid).map_or(authid, |(user, _)| user);
+        let candidates: BTreeSet<&str> = if authid == "root@pam" {
+            ADMINISTRATOR_PRIVILEGES.iter().copied().collect()
+        } else {
+            self.users
+                .get(owner)
                 .into_iter()
-                .filter_map(|(p, prop)| user_perms.get(&p).map(|up| (p, prop && *up)))
-                .collect();
-        }
-        match self.users.get(authid) {
-            Some(entries) => compile_among(entries, path, None),
-            None => PrivSet::new(),
-        }
+                .flatten()
+                .flat_map(|e| e.privs.iter().map(String::as_str))
+                .collect()
+        };
+        candidates
+            .into_iter()
+            .filter_map(|p| Some((p.to_owned(), self.grant(authid, path, p)?)))
+            .collect()
     }
 
-    /// Whether `authid` holds `privilege` on `path`: [`Principals::permissions`] for one
-    /// privilege, without building a set (every request checks one or two; a guest list
-    /// checks one per guest).
-    fn holds(&self, authid: &str, path: &str, privilege: &str) -> bool {
+    /// Whether `authid` holds `privilege` on `path`, and with which propagate flag: one entry
+    /// of [`Principals::permissions`], without building the set (every request checks one or
+    /// two privileges; a guest list checks one per guest).
+    fn grant(&self, authid: &str, path: &str, privilege: &str) -> Option<bool> {
         if authid == "root@pam" {
-            return ADMINISTRATOR_PRIVILEGES.contains(&privilege);
+            return ADMINISTRATOR_PRIVILEGES
+                .contains(&privilege)
+                .then_some(true);
         }
         if let Some((user, _)) = split_tokenid(authid) {
-            let Some(token) = self.tokens.get(authid) else {
-                return false;
-            };
-            // (token ∩ user) for privilege-separated tokens, the user's alone otherwise
-            return self.holds(user, path, privilege)
-                && (!token.privsep || grant_of(&token.acl, path, privilege).is_some());
+            let token = self.tokens.get(authid)?;
+            let by_user = self.grant(user, path, privilege)?;
+            // "return user privs for non-privsep tokens"
+            if !token.privsep {
+                return Some(by_user);
+            }
+            // "intersect user and token permissions" (propagate is ANDed too)
+            return grant_of(&token.acl, path, privilege).map(|by_token| by_token && by_user);
         }
-        self.users
-            .get(authid)
-            .is_some_and(|entries| grant_of(entries, path, privilege).is_some())
+        grant_of(self.users.get(authid)?, path, privilege)
+    }
+
+    fn holds(&self, authid: &str, path: &str, privilege: &str) -> bool {
+        self.grant(authid, path, privilege).is_some()
     }
 
     /// `check`: every privilege in `privs` (or, with `any`, at least one) on `path`.
@@ -177,10 +175,6 @@ pub(crate) fn valid_token_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
-fn is_wanted(wanted: Option<&[&str]>, privilege: &str) -> bool {
-    wanted.is_none_or(|w| w.contains(&privilege))
-}
-
 fn normalize(path: &str) -> String {
     normalized(path).into_owned()
 }
@@ -198,35 +192,22 @@ fn normalized(path: &str) -> Cow<'_, str> {
     }
 }
 
-/// [`compile_among`] for one privilege, allocating nothing: `Some(propagate)` when `entries`
-/// grant `privilege` on `path`. The same walk: at each level from `/` down, the entries that
-/// apply (all at the final level, only propagating ones above it) replace what was inherited,
-/// whether or not they grant it.
+/// PVE's `roles()` + `compile_acl_path` for one principal's entries and one privilege:
+/// `Some(propagate)` when `entries` grant `privilege` on `path`. The walk goes from `/` down
+/// to `path`; at each level the entries that apply (all at the final level, only propagating
+/// ones above it) replace whatever was inherited, whether or not they grant it. A privilege
+/// propagates if any entry granting it does. Allocates nothing.
 fn grant_of(entries: &[Acl], path: &str, privilege: &str) -> Option<bool> {
     let target = normalized(path);
-    let target = target.as_ref();
-    if target.contains("//") {
-        // empty components: the general walk builds its levels without them
-        return compile_among(entries, path, Some(&[privilege]))
-            .get(privilege)
-            .copied();
-    }
-    // the levels: `/`, then each prefix of `target` ending before a `/`, then `target` itself
-    let cuts = target
-        .match_indices('/')
-        .map(|(i, _)| i)
-        .filter(|i| *i > 0)
-        .chain([target.len()]);
-    let levels = std::iter::once("/").chain(cuts.map(|i| &target[..i]).filter(|l| *l != "/"));
+    let depth = target.split('/').filter(|c| !c.is_empty()).count();
     let mut inherited = None;
-    for here in levels {
-        let is_final = here == target;
+    for level in 0..=depth {
+        let is_final = level == depth;
         let mut applies = false;
         let mut granted: Option<bool> = None;
-        for entry in entries
-            .iter()
-            .filter(|e| (is_final || e.propagate) && normalized(&e.path) == here)
-        {
+        for entry in entries.iter().filter(|e| {
+            (is_final || e.propagate) && names_level(&normalized(&e.path), &target, level)
+        }) {
             applies = true;
             if entry.privs.iter().any(|p| p == privilege) {
                 granted = Some(granted.unwrap_or(false) || entry.propagate);
@@ -239,51 +220,36 @@ fn grant_of(entries: &[Acl], path: &str, privilege: &str) -> Option<bool> {
     inherited
 }
 
-/// PVE's `roles()` + `compile_acl_path` for one principal's entries: walk from `/` to `path`;
-/// at each level the entries that apply (all at the final level, only propagating ones above
-/// it) replace whatever was inherited. A privilege propagates if any entry granting it does.
-#[cfg(test)]
-pub(crate) fn compile(entries: &[Acl], path: &str) -> PrivSet {
-    compile_among(entries, path, None)
-}
-
-/// [`compile`] keeping only the privileges in `wanted` (all with `None`). An applying entry
-/// replaces what was inherited even when it grants none of them, as in [`compile`].
-fn compile_among(entries: &[Acl], path: &str, wanted: Option<&[&str]>) -> PrivSet {
-    let target = normalized(path);
-    let components: Vec<&str> = if target == "/" {
-        vec![""]
-    } else {
-        target.split('/').collect()
-    };
-    let mut current = String::new();
-    let mut inherited = PrivSet::new();
-    for (i, part) in components.iter().enumerate() {
-        let is_final = i + 1 == components.len();
-        if !part.is_empty() {
-            current.push('/');
-            current.push_str(part);
-        }
-        let here = if current.is_empty() {
-            "/"
-        } else {
-            current.as_str()
-        };
-        let mut replacement: Option<PrivSet> = None;
-        for entry in entries.iter().filter(|e| normalized(&e.path) == here) {
-            if is_final || entry.propagate {
-                let set = replacement.get_or_insert_with(PrivSet::new);
-                for p in entry.privs.iter().filter(|p| is_wanted(wanted, p)) {
-                    let flag = set.entry(p.clone()).or_insert(false);
-                    *flag = *flag || entry.propagate;
-                }
-            }
-        }
-        if let Some(r) = replacement {
-            inherited = r;
+/// Whether the normalized ACL path `entry` names the level of `target` that holds its first
+/// `level` non-empty components (`/` for 0). An entry path with an empty component (`/a//b`)
+/// names no level, as in PVE's string comparison with the joined components.
+fn names_level(entry: &str, target: &str, level: usize) -> bool {
+    if entry == "/" {
+        return level == 0;
+    }
+    let mut want = target.split('/').filter(|c| !c.is_empty()).take(level);
+    // `entry` is normalized: one leading slash, none trailing
+    let mut have = entry.split('/').skip(1);
+    loop {
+        match (have.next(), want.next()) {
+            (None, None) => return true,
+            (Some(h), Some(w)) if h == w => {}
+            _ => return false,
         }
     }
-    inherited
+}
+
+/// Every privilege `entries` grant on `path`, each with its propagate flag.
+#[cfg(test)]
+pub(crate) fn compile(entries: &[Acl], path: &str) -> PrivSet {
+    let names: BTreeSet<&str> = entries
+        .iter()
+        .flat_map(|e| e.privs.iter().map(String::as_str))
+        .collect();
+    names
+        .into_iter()
+        .filter_map(|p| Some((p.to_owned(), grant_of(entries, path, p)?)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -292,6 +258,45 @@ mod tests {
 
     fn names(set: &PrivSet) -> Vec<&str> {
         set.keys().map(|s| s.as_str()).collect()
+    }
+
+    /// `compile_acl_path` transcribed as PVE writes it (build each level's path string, keep
+    /// whole privilege sets): the oracle [`grant_of`] is checked against.
+    fn reference_compile(entries: &[Acl], path: &str) -> PrivSet {
+        let target = normalized(path);
+        let components: Vec<&str> = if target == "/" {
+            vec![""]
+        } else {
+            target.split('/').collect()
+        };
+        let mut current = String::new();
+        let mut inherited = PrivSet::new();
+        for (i, part) in components.iter().enumerate() {
+            let is_final = i + 1 == components.len();
+            if !part.is_empty() {
+                current.push('/');
+                current.push_str(part);
+            }
+            let here = if current.is_empty() {
+                "/"
+            } else {
+                current.as_str()
+            };
+            let mut replacement: Option<PrivSet> = None;
+            for entry in entries.iter().filter(|e| normalized(&e.path) == here) {
+                if is_final || entry.propagate {
+                    let set = replacement.get_or_insert_with(PrivSet::new);
+                    for p in &entry.privs {
+                        let flag = set.entry(p.clone()).or_insert(false);
+                        *flag = *flag || entry.propagate;
+                    }
+                }
+            }
+            if let Some(r) = replacement {
+                inherited = r;
+            }
+        }
+        inherited
     }
 
     #[test]
@@ -338,7 +343,8 @@ mod tests {
         ];
         for entries in &sets {
             for path in paths {
-                let whole = compile(entries, path);
+                let whole = reference_compile(entries, path);
+                assert_eq!(compile(entries, path), whole, "{path} with {entries:?}");
                 for p in privs {
                     assert_eq!(
                         grant_of(entries, path, p),
@@ -369,6 +375,33 @@ mod tests {
         ] {
             for path in paths {
                 let whole = p.permissions(authid, path);
+                // PVE's rules over the reference walk: root has all, a user its entries', a
+                // privilege-separated token (token ∩ user) with the flags ANDed, another token
+                // its user's, an unknown one nothing
+                let of_user = |u: &str| {
+                    p.users
+                        .get(u)
+                        .map_or_else(PrivSet::new, |e| reference_compile(e, path))
+                };
+                let expected: PrivSet = match (authid, split_tokenid(authid)) {
+                    ("root@pam", _) => ADMINISTRATOR_PRIVILEGES
+                        .iter()
+                        .map(|a| (a.to_string(), true))
+                        .collect(),
+                    (_, Some((user, _))) => match p.tokens.get(authid) {
+                        None => PrivSet::new(),
+                        Some(t) if !t.privsep => of_user(user),
+                        Some(t) => {
+                            let by_user = of_user(user);
+                            reference_compile(&t.acl, path)
+                                .into_iter()
+                                .filter_map(|(k, f)| by_user.get(&k).map(|u| (k, f && *u)))
+                                .collect()
+                        }
+                    },
+                    (user, None) => of_user(user),
+                };
+                assert_eq!(whole, expected, "{authid} on {path}");
                 for privilege in privs {
                     assert_eq!(
                         p.holds(authid, path, privilege),
