@@ -4,17 +4,8 @@
 //! `touch xtask/build.rs` (a missing program is not watched: that would re-run this script on
 //! every build).
 
+include!("../build-support/tool_on_path.rs");
+
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(have_lintian)");
-    println!("cargo::rerun-if-env-changed=PATH");
-    println!("cargo::rerun-if-changed=build.rs");
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("lintian"))
-            .find(|p| p.is_file())
-    });
-    if let Some(program) = found {
-        println!("cargo::rerun-if-changed={}", program.display());
-        println!("cargo::rustc-cfg=have_lintian");
-    }
+    detect_tool("lintian", "have_lintian");
 }

@@ -4,17 +4,8 @@
 //! passed. Installed later: `touch bins/felhom-sign/build.rs` (a missing program is not
 //! watched: that would re-run this script on every build).
 
+include!("../../build-support/tool_on_path.rs");
+
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(have_ssh_keygen)");
-    println!("cargo::rerun-if-env-changed=PATH");
-    println!("cargo::rerun-if-changed=build.rs");
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("ssh-keygen"))
-            .find(|p| p.is_file())
-    });
-    if let Some(program) = found {
-        println!("cargo::rerun-if-changed={}", program.display());
-        println!("cargo::rustc-cfg=have_ssh_keygen");
-    }
+    detect_tool("ssh-keygen", "have_ssh_keygen");
 }
